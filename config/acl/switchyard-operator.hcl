@@ -1,0 +1,17 @@
+# ACL policy for an operator or deploy pipeline that sets targets with
+# `switchyard target set`. It may write target state and read what it needs to
+# check that the target is healthy; it cannot register services or change ACLs.
+#   consul acl policy create -name switchyard-operator -rules @config/acl/switchyard-operator.hcl
+#   consul acl token create -description "deploy pipeline" -policy-name switchyard-operator
+
+key_prefix "switchyard/targets/" {
+  policy = "write"
+}
+
+service_prefix "" {
+  policy = "read"
+}
+
+node_prefix "" {
+  policy = "read"
+}

@@ -1,0 +1,17 @@
+# ACL policy for the Switchyard proxy: read-only, nothing else.
+#   consul acl policy create -name switchyard-proxy -rules @config/acl/switchyard-proxy.hcl
+#   consul acl token create -description "switchyard proxy" -policy-name switchyard-proxy
+# If you change routing.targetPrefix, change the key_prefix below to match
+# (keep the trailing slash: it stops `switchyard/targets-other/` matching).
+
+key_prefix "switchyard/targets/" {
+  policy = "read"
+}
+
+service_prefix "" {
+  policy = "read"
+}
+
+node_prefix "" {
+  policy = "read"
+}

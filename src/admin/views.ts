@@ -1,0 +1,72 @@
+// What the admin API shows: plain JSON views of the current table and sync
+// state, shared by the JSON endpoints and the status page.
+
+import { formatTarget } from '../routing/targets.js'
+import type { Problem, RouteTable, Target } from '../routing/types.js'
+import type { SyncStatus } from '../table/sync.js'
+
+export interface ReadinessView {
+  readonly ready: boolean
+  readonly reason: string
+  readonly generation: number
+  readonly staleForMs: number
+  readonly lastSyncAt: string | null
+}
+
+export function readiness(status: SyncStatus, maxStaleMs: number, generation: number): ReadinessView {
+  const reason = !status.loaded
+    ? 'no routing table yet: waiting for the first complete read of Consul'
+    : status.staleForMs > maxStaleMs
+      ? `Consul unreachable for ${Math.round(status.staleForMs / 1000)}s (limit ${Math.round(maxStaleMs / 1000)}s); serving the last table`
+      : ''
+  return {
+    ready: reason === '',
+    reason,
+    generation,
+    staleForMs: status.staleForMs,
+    lastSyncAt: status.lastSyncAt > 0 ? new Date(status.lastSyncAt).toISOString() : null,
+  }
+}
+
+function instanceView(t: Target) {
+  return {
+    service: t.service,
+    id: t.instanceId,
+    node: t.node,
+    address: `${t.address}:${t.port}`,
+    version: t.version,
+    slice: t.slice,
+    state: t.state,
+    weight: Number(t.weight.toFixed(6)),
+    options: t.optionsText,
+  }
+}
+
+export function routesView(table: RouteTable) {
+  return table.routes.map((r) => ({
+    id: r.id,
+    host: r.host,
+    path: r.path,
+    match: r.rawPrefix ? 'prefix' : 'path-segment',
+    services: r.services,
+    serving: r.targets.length,
+    instances: [...r.targets, ...r.idle].map(instanceView),
+    access: r.access,
+  }))
+}
+
+export function targetsView(table: RouteTable) {
+  return table.targets.map((t) => ({
+    service: t.service,
+    key: t.key,
+    desired: formatTarget(t.desired),
+    effective: formatTarget(t.effective),
+    ready: t.ready,
+    reason: t.reason,
+    modifyIndex: t.modifyIndex,
+  }))
+}
+
+export function problemsView(table: RouteTable, status: SyncStatus): Problem[] {
+  return [...status.problems, ...table.problems]
+}

@@ -1,0 +1,131 @@
+#!/usr/bin/env node
+// The `switchyard` command. Wiring only: parse, load config, call into the
+// modules, print, exit. Exit codes: 0 done, 1 failed at run time, 2 bad usage
+// or configuration (nothing was started).
+
+import { readFileSync } from 'node:fs'
+import {
+  type CommandFlags,
+  type ConfigFile,
+  configPath,
+  type Env,
+  loadConfig,
+  parseFlags,
+} from '../config/load.js'
+import { readSnapshotOnce } from '../consul/snapshot.js'
+import { ConfigError, SwitchyardError } from '../errors.js'
+import { createLogger } from '../log.js'
+import { buildRouteTable } from '../routing/build.js'
+import { formatRoutes } from './format.js'
+import { buildConfigOf, consulClientFor, startSwitchyard } from './serve.js'
+import { resolveToken } from './token.js'
+
+const USAGE = `usage: switchyard <command> [flags]
+
+commands:
+  serve                      run the proxy (and admin listener) until SIGTERM/SIGINT
+  routes [--json]            print the routing table Switchyard would build now, then exit
+
+config flags (override the file and environment):
+  --config <file>            YAML config file (default: none; env SWITCHYARD_CONFIG)
+  --listen <host:port>       proxy listener (default 0.0.0.0:9999)
+  --admin-listen <host:port> admin listener (default 127.0.0.1:9998)
+  --consul-addr <addr>       Consul HTTP address (env CONSUL_HTTP_ADDR, default 127.0.0.1:8500)
+  --consul-token-file <file> file holding the ACL token (env CONSUL_HTTP_TOKEN_FILE)
+  --consul-datacenter <dc>   datacenter to read
+  --tag-prefix <prefix>      route tag prefix (default urlprefix-)
+  --target-prefix <prefix>   KV prefix of target state (default switchyard/targets)
+  --strategy <name>          round-robin | random | least-outstanding
+  --access-log               log every request
+  --log-level <level>        fatal | error | warn | info | debug | trace | silent
+
+The token itself is read from CONSUL_HTTP_TOKEN or the token file, never from a flag.
+`
+
+const ROUTES_FLAGS: CommandFlags = { json: { type: 'boolean' } }
+
+export async function main(argv: readonly string[], env: Env): Promise<number> {
+  const [command, ...rest] = argv
+  switch (command) {
+    case 'serve':
+      return serve(rest, env)
+    case 'routes':
+      return routes(rest, env)
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE)
+      return command === undefined ? 2 : 0
+    default:
+      process.stderr.write(`switchyard: unknown command "${command}"\n\n${USAGE}`)
+      return 2
+  }
+}
+
+function readConfig(argv: readonly string[], env: Env, command: CommandFlags = {}) {
+  const path = configPath(argv, env, command)
+  let file: ConfigFile | null = null
+  if (path !== null) {
+    try {
+      file = { path, text: readFileSync(path, 'utf8') }
+    } catch (err) {
+      throw new ConfigError('--config', `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`)
+    }
+  }
+  const config = loadConfig(argv, env, file, command)
+  return { config, token: resolveToken(config) }
+}
+
+async function serve(argv: readonly string[], env: Env): Promise<number> {
+  const { config, token } = readConfig(argv, env)
+  const log = createLogger(config.log.level)
+  const app = await startSwitchyard(config, { log, token })
+  await new Promise<void>((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      log.info({ signal }, 'signal received')
+      process.off('SIGTERM', onSignal)
+      process.off('SIGINT', onSignal)
+      void app.stop().then(resolve)
+    }
+    process.on('SIGTERM', onSignal)
+    process.on('SIGINT', onSignal)
+  })
+  return 0
+}
+
+async function routes(argv: readonly string[], env: Env): Promise<number> {
+  const { config, token } = readConfig(argv, env, ROUTES_FLAGS)
+  const { values } = parseFlags(argv, ROUTES_FLAGS)
+  const client = consulClientFor(config, token)
+  try {
+    const { catalog, targets } = await readSnapshotOnce(client, {
+      tagPrefix: config.routing.tagPrefix,
+      targetPrefix: config.routing.targetPrefix,
+      stale: config.consul.stale,
+    })
+    const { table } = buildRouteTable(catalog, targets, buildConfigOf(config))
+    process.stdout.write(values.json ? `${JSON.stringify(table.routes, null, 2)}\n` : formatRoutes(table))
+    return 0
+  } finally {
+    await client.close()
+  }
+}
+
+function report(err: unknown): number {
+  if (err instanceof SwitchyardError) {
+    process.stderr.write(`switchyard: ${err.code}: ${err.message}\n`)
+    return err.code === 'SWY_ERR_CONFIG' || err.code === 'SWY_ERR_TOKEN_FILE' ? 2 : 1
+  }
+  process.stderr.write(`switchyard: ${(err as Error)?.stack ?? String(err)}\n`)
+  return 1
+}
+
+main(process.argv.slice(2), process.env).then(
+  (code) => {
+    process.exitCode = code
+  },
+  (err) => {
+    process.exitCode = report(err)
+  },
+)

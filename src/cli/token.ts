@@ -1,0 +1,26 @@
+import { readFileSync } from 'node:fs'
+import type { ResolvedConfig } from '../config/load.js'
+import { TokenFileError } from '../errors.js'
+
+/**
+ * The ACL token to use. As in Consul's own client, a token file wins over a
+ * token value, so a mounted secret cannot be shadowed by a stale variable.
+ */
+export function resolveToken(config: ResolvedConfig): string {
+  const path = config.consul.tokenFile
+  if (!path) return config.consul.token
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new TokenFileError(path, (err as NodeJS.ErrnoException).code ?? (err as Error).message)
+  }
+  const token = text.trim()
+  if (token === '') throw new TokenFileError(path, 'the file is empty')
+  return token
+}
+
+/** The config as the admin API and logs may show it. */
+export function redactConfig(config: ResolvedConfig): unknown {
+  return { ...config, consul: { ...config.consul, token: config.consul.token ? '[redacted]' : '' } }
+}

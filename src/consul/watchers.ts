@@ -1,0 +1,248 @@
+// The watches Switchyard keeps on Consul, all through one BlockingQuery loop:
+//   - the service list (which services carry a route tag),
+//   - one health watch per routed service (wakes only when that service changes),
+//   - the target-state prefix in KV (recursive).
+// Watchers only signal: they hand normalised snapshots to a callback and know
+// nothing of routes or tables.
+
+import type { Clock } from '../clock.js'
+import type { CatalogSnapshot, InstanceSnapshot, TargetEntry } from '../routing/types.js'
+import { BlockingQuery, type BlockingQueryState } from './blocking-query.js'
+import { type ConsulClient, type ConsulResponse, readBody } from './client.js'
+import { parseHealthService, parseKvList, parseServiceList, routedServices } from './normalize.js'
+
+export interface WatchSettings {
+  readonly waitMs: number
+  readonly stale: boolean
+  /** Use the local agent's cache for health reads (`?cached`). */
+  readonly cached: boolean
+  readonly minIntervalMs: number
+  readonly backoffInitialMs: number
+  readonly backoffMaxMs: number
+  readonly clock?: Clock
+}
+
+export interface WatchListener {
+  onError?(watch: string, error: Error, consecutive: number, retryInMs: number): void
+  onRecover?(watch: string, failedForMs: number): void
+}
+
+/** Shared by every watch: one blocking request with the right parameters and error mapping. */
+function blockingFetch(
+  client: ConsulClient,
+  settings: WatchSettings,
+  path: string,
+  query: Record<string, string | boolean>,
+  what: string,
+  onResponse: (res: ConsulResponse) => void = () => {},
+) {
+  // Consul adds up to wait/16 of jitter; the timeout leaves room for it and the network.
+  const timeoutMs = settings.waitMs + Math.ceil(settings.waitMs / 16) + 5_000
+  return async (index: number, signal: AbortSignal) => {
+    const res = await client.get(
+      path,
+      {
+        ...query,
+        index: index > 0 ? index : undefined,
+        wait: index > 0 ? `${Math.ceil(settings.waitMs / 1000)}s` : undefined,
+      },
+      { signal, timeoutMs },
+    )
+    onResponse(res)
+    return { index: res.index, body: readBody(path, res, what) }
+  }
+}
+
+function loop<T>(
+  name: string,
+  settings: WatchSettings,
+  listener: WatchListener,
+  fetch: (index: number, signal: AbortSignal) => Promise<{ index: number; body: string }>,
+  parse: (body: string) => T,
+  onValue: (value: T) => void,
+): BlockingQuery<T> {
+  return new BlockingQuery<T>({
+    name,
+    fetch,
+    parse,
+    onValue,
+    onError: (error, consecutive, retryIn) => listener.onError?.(name, error, consecutive, retryIn),
+    onRecover: (failedFor) => listener.onRecover?.(name, failedFor),
+    minIntervalMs: settings.minIntervalMs,
+    backoffInitialMs: settings.backoffInitialMs,
+    backoffMaxMs: settings.backoffMaxMs,
+    clock: settings.clock,
+  })
+}
+
+export class CatalogWatcher {
+  private readonly client: ConsulClient
+  private readonly settings: WatchSettings
+  private readonly tagPrefix: string
+  private readonly listener: WatchListener
+  private readonly onChange: (snapshot: CatalogSnapshot) => void
+  private readonly services: BlockingQuery<Map<string, string[]>>
+  private readonly health = new Map<string, BlockingQuery<InstanceSnapshot[]>>()
+  private readonly instances = new Map<string, readonly InstanceSnapshot[]>()
+  private readonly filtered = new Set<string>()
+  private firstList!: () => void
+  private readonly listed = new Promise<void>((resolve) => {
+    this.firstList = resolve
+  })
+
+  constructor(
+    client: ConsulClient,
+    settings: WatchSettings,
+    tagPrefix: string,
+    listener: WatchListener,
+    onChange: (snapshot: CatalogSnapshot) => void,
+  ) {
+    this.client = client
+    this.settings = settings
+    this.tagPrefix = tagPrefix
+    this.listener = listener
+    this.onChange = onChange
+    const path = '/v1/catalog/services'
+    this.services = loop(
+      'services',
+      settings,
+      listener,
+      blockingFetch(client, settings, path, { stale: settings.stale }, 'the service catalog', (res) =>
+        this.noteFiltered('services', res),
+      ),
+      parseServiceList,
+      (list) => this.onServiceList(list),
+    )
+  }
+
+  start(): this {
+    this.services.start()
+    return this
+  }
+
+  /**
+   * Resolves once the service list has arrived and every service on it has
+   * answered its first health read or failed it (a failing service must not
+   * hold back routing for all the others; its error is reported).
+   */
+  async ready(): Promise<void> {
+    await this.listed
+    await Promise.all([...this.health.values()].map((q) => q.settled))
+  }
+
+  snapshot(): CatalogSnapshot {
+    return { services: new Map(this.instances) }
+  }
+
+  states(): BlockingQueryState[] {
+    return [this.services.state, ...[...this.health.values()].map((q) => q.state)]
+  }
+
+  /** Watches whose answers Consul filtered by ACL: the token cannot see everything. */
+  aclFiltered(): string[] {
+    return [...this.filtered].sort()
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([this.services.stop(), ...[...this.health.values()].map((q) => q.stop())])
+  }
+
+  private noteFiltered(name: string, res: ConsulResponse): void {
+    if (res.filteredByAcl) this.filtered.add(name)
+    else this.filtered.delete(name)
+  }
+
+  private onServiceList(list: Map<string, string[]>): void {
+    const wanted = new Set(routedServices(list, this.tagPrefix))
+    let removed = false
+    for (const [name, query] of this.health) {
+      if (wanted.has(name)) continue
+      void query.stop()
+      this.health.delete(name)
+      this.filtered.delete(`health:${name}`)
+      removed = this.instances.delete(name) || removed
+    }
+    for (const name of wanted) {
+      if (!this.health.has(name)) this.health.set(name, this.watchHealth(name).start())
+    }
+    this.firstList()
+    if (removed) this.onChange(this.snapshot())
+  }
+
+  private watchHealth(service: string): BlockingQuery<InstanceSnapshot[]> {
+    const name = `health:${service}`
+    const path = `/v1/health/service/${encodeURIComponent(service)}`
+    return loop(
+      name,
+      this.settings,
+      this.listener,
+      blockingFetch(
+        this.client,
+        this.settings,
+        path,
+        { stale: this.settings.stale, cached: this.settings.cached },
+        `service ${service}`,
+        (res) => this.noteFiltered(name, res),
+      ),
+      parseHealthService,
+      (instances) => {
+        if (!this.health.has(service)) return
+        this.instances.set(service, instances)
+        this.onChange(this.snapshot())
+      },
+    )
+  }
+}
+
+export class TargetWatcher {
+  private readonly query: BlockingQuery<TargetEntry[]>
+  private entries: readonly TargetEntry[] = []
+
+  constructor(
+    client: ConsulClient,
+    settings: WatchSettings,
+    prefix: string,
+    listener: WatchListener,
+    onChange: (entries: readonly TargetEntry[]) => void,
+  ) {
+    const path = `/v1/kv/${prefix.split('/').map(encodeURIComponent).join('/')}/`
+    this.query = loop(
+      'targets',
+      settings,
+      listener,
+      blockingFetch(
+        client,
+        settings,
+        path,
+        { recurse: true, stale: settings.stale },
+        `key prefix ${prefix}/`,
+      ),
+      parseKvList,
+      (entries) => {
+        this.entries = entries
+        onChange(entries)
+      },
+    )
+  }
+
+  start(): this {
+    this.query.start()
+    return this
+  }
+
+  get ready(): Promise<void> {
+    return this.query.ready
+  }
+
+  current(): readonly TargetEntry[] {
+    return this.entries
+  }
+
+  state(): BlockingQueryState {
+    return this.query.state
+  }
+
+  async stop(): Promise<void> {
+    await this.query.stop()
+  }
+}

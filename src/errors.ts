@@ -1,0 +1,88 @@
+// Every error Switchyard throws or reports carries a stable code. Operators grep
+// logs and alert on these codes, so a code is never renamed or reused: add new
+// ones at the end. The README's errors table is checked against this list by a
+// test, so the two cannot drift apart.
+
+export const ERROR_CODES = {
+  SWY_ERR_CONFIG: 'A configuration value is invalid; the message names the field. Exit code 2.',
+  SWY_ERR_TOKEN_FILE: 'The Consul token file cannot be read or is empty. Exit code 2.',
+  SWY_ERR_CONSUL_HTTP: 'Consul answered a request with an unexpected HTTP status.',
+  SWY_ERR_CONSUL_PERMISSION:
+    "Consul refused a read with 403: the token's policy lacks a rule Switchyard needs (see config/acl/).",
+  SWY_ERR_CONSUL_UNREACHABLE: 'Consul could not be reached or did not answer in time.',
+  SWY_ERR_CONSUL_RESPONSE: 'Consul answered with a body Switchyard could not parse.',
+  SWY_ERR_TAG_SYNTAX: 'A urlprefix- tag could not be parsed; that instance gets no traffic on that route.',
+  SWY_ERR_TAG_OPTION: 'A urlprefix- tag has an unknown or invalid option.',
+  SWY_ERR_ROUTE_CONFLICT: 'Instances on one route disagree (several services, or different access rules).',
+  SWY_ERR_TARGET_INVALID: 'A target-state key in KV is not valid JSON or not a valid target; it is ignored.',
+  SWY_ERR_TARGET_NOT_READY:
+    'The target names a version or slice with no healthy instance; the last selection keeps serving.',
+  SWY_ERR_NO_ROUTE: 'No route matches the request (404).',
+  SWY_ERR_NO_HEALTHY_INSTANCE: 'The route exists but has no healthy, selected instance (503).',
+  SWY_ERR_ACCESS_DENIED: "The client address is not allowed by the route's allow/deny rules (403).",
+  SWY_ERR_UPSTREAM_CONNECT: 'Connecting to the instance failed (502).',
+  SWY_ERR_UPSTREAM_TIMEOUT: 'The instance did not answer in time (504).',
+  SWY_ERR_UPSTREAM_RESET: 'The instance closed the connection before completing the response (502).',
+  SWY_ERR_BAD_REQUEST: 'The client sent a request Switchyard will not forward (400).',
+  SWY_ERR_TARGET_WRITE: 'The operator command could not write the target (conflict or permission).',
+  SWY_ERR_TARGET_WAIT: 'The operator command timed out waiting for the new target to be served.',
+} as const
+
+export type ErrorCode = keyof typeof ERROR_CODES
+
+export class SwitchyardError extends Error {
+  readonly code: ErrorCode
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.code = code
+    this.name = new.target.name
+  }
+}
+
+/** Bad configuration; `field` is the dotted path of the offending value. */
+export class ConfigError extends SwitchyardError {
+  readonly field: string
+  constructor(field: string, message: string) {
+    super('SWY_ERR_CONFIG', `${field}: ${message}`)
+    this.field = field
+  }
+}
+
+export class TokenFileError extends SwitchyardError {
+  constructor(path: string, reason: string) {
+    super('SWY_ERR_TOKEN_FILE', `cannot read Consul token file ${path}: ${reason}`)
+  }
+}
+
+/** A non-2xx answer from Consul. 403 gets its own class because it needs an operator's fix. */
+export class ConsulHttpError extends SwitchyardError {
+  readonly status: number
+  readonly path: string
+  constructor(path: string, status: number, body: string, code: ErrorCode = 'SWY_ERR_CONSUL_HTTP') {
+    super(code, `${path}: ${status} ${body.trim().slice(0, 200)}`.trim())
+    this.status = status
+    this.path = path
+  }
+}
+
+export class ConsulPermissionError extends ConsulHttpError {
+  constructor(path: string, body: string, what: string) {
+    super(path, 403, body, 'SWY_ERR_CONSUL_PERMISSION')
+    this.message = `token cannot read ${what}: 403 ${body.trim() || 'Permission denied'}`
+  }
+}
+
+export class ConsulUnreachableError extends SwitchyardError {
+  constructor(address: string, cause: unknown) {
+    const reason =
+      cause instanceof Error ? ((cause as NodeJS.ErrnoException).code ?? cause.message) : String(cause)
+    super('SWY_ERR_CONSUL_UNREACHABLE', `Consul at ${address} unreachable: ${reason}`, { cause })
+  }
+}
+
+export class ConsulResponseError extends SwitchyardError {
+  constructor(path: string, reason: string) {
+    super('SWY_ERR_CONSUL_RESPONSE', `${path}: ${reason}`)
+  }
+}

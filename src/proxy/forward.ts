@@ -1,0 +1,106 @@
+// Streams one request to one upstream and its response back, with
+// backpressure both ways: undici reads the client's body as the upstream
+// accepts it, and the upstream's body is paused whenever the client's socket
+// buffer is full. A client that goes away aborts the upstream request.
+
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Dispatcher } from 'undici'
+import { clientResponseHeaders } from './headers.js'
+
+export interface ForwardOptions {
+  readonly method: string
+  /** Path and query as the upstream should see them. */
+  readonly path: string
+  readonly headers: string[]
+  /** The client's body, or null when the request has none. */
+  readonly body: IncomingMessage | null
+}
+
+/** How a forward ended. `responded` tells whether the client already got headers. */
+export type ForwardDone = (error: Error | null, responded: boolean, status: number) => void
+
+class ResponseHandler implements Dispatcher.DispatchHandler {
+  private readonly res: ServerResponse
+  private readonly done: ForwardDone
+  private controller: Dispatcher.DispatchController | null = null
+  private status = 0
+  private finished = false
+
+  constructor(res: ServerResponse, done: ForwardDone) {
+    this.res = res
+    this.done = done
+    res.on('drain', this.onDrain)
+    res.on('close', this.onClientClose)
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller
+    if (this.res.destroyed) controller.abort(new ClientGoneError())
+  }
+
+  onResponseStart(
+    _controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: Record<string, string | string[] | undefined>,
+    statusMessage?: string,
+  ): void {
+    this.status = statusCode
+    this.res.writeHead(statusCode, statusMessage || undefined, clientResponseHeaders(headers))
+    // Send the head at once: a server-sent-events stream may not write a byte for a while.
+    this.res.flushHeaders()
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.res.write(chunk)) controller.pause()
+  }
+
+  onResponseEnd(): void {
+    this.res.end()
+    this.finish(null)
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    this.finish(error)
+  }
+
+  private readonly onDrain = (): void => {
+    this.controller?.resume()
+  }
+
+  private readonly onClientClose = (): void => {
+    if (!this.finished && !this.res.writableFinished) this.controller?.abort(new ClientGoneError())
+  }
+
+  private finish(error: Error | null): void {
+    if (this.finished) return
+    this.finished = true
+    this.res.off('drain', this.onDrain)
+    this.res.off('close', this.onClientClose)
+    this.done(error, this.status !== 0, this.status)
+  }
+}
+
+export class ClientGoneError extends Error {
+  readonly code = 'SWY_CLIENT_GONE'
+  constructor() {
+    super('client closed the connection')
+  }
+}
+
+export function forward(
+  upstream: Dispatcher,
+  res: ServerResponse,
+  options: ForwardOptions,
+  done: ForwardDone,
+): void {
+  const handler = new ResponseHandler(res, done)
+  upstream.dispatch(
+    {
+      method: options.method as Dispatcher.HttpMethod,
+      path: options.path,
+      headers: options.headers,
+      body: options.body,
+    },
+    handler,
+  )
+}

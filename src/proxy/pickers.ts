@@ -1,0 +1,102 @@
+// Choosing an instance for a request. The table carries the precomputed
+// schedule and running weight sums; the state that changes per request (round
+// robin positions, in-flight counts) lives here, keyed by route id and target
+// key, so it survives table swaps for routes and instances that stay.
+
+import type { Route, Target } from '../routing/types.js'
+
+export type Strategy = 'round-robin' | 'random' | 'least-outstanding'
+
+export class Balancer {
+  private readonly strategy: Strategy
+  private readonly random: () => number
+  private readonly positions = new Map<string, number>()
+  private readonly inFlight = new Map<string, number>()
+
+  constructor(strategy: Strategy, random: () => number = Math.random) {
+    this.strategy = strategy
+    this.random = random
+  }
+
+  /**
+   * A serving target of the route, or null when none is usable. `usable`
+   * filters out instances a request must avoid (already tried, ejected); when
+   * it rejects all, null.
+   */
+  pick(route: Route, usable?: (target: Target) => boolean): Target | null {
+    const targets = route.targets
+    if (targets.length === 0) return null
+    if (this.strategy === 'least-outstanding') return this.leastOutstanding(route, usable)
+    const first = this.strategy === 'random' ? this.randomTarget(route) : this.nextInSchedule(route)
+    if (!usable || usable(first)) return first
+    // Walk the schedule from here so the fallback keeps the weights' order.
+    for (let n = 1; n < route.schedule.length; n++) {
+      const candidate = this.nextInSchedule(route)
+      if (usable(candidate)) return candidate
+    }
+    return null
+  }
+
+  /** Marks a request in flight to `target` (for least-outstanding and metrics). */
+  begin(target: Target): void {
+    this.inFlight.set(target.key, (this.inFlight.get(target.key) ?? 0) + 1)
+  }
+
+  end(target: Target): void {
+    const n = (this.inFlight.get(target.key) ?? 1) - 1
+    if (n <= 0) this.inFlight.delete(target.key)
+    else this.inFlight.set(target.key, n)
+  }
+
+  outstanding(target: Target): number {
+    return this.inFlight.get(target.key) ?? 0
+  }
+
+  /** Drops state of routes that left the table, so churn cannot grow the maps. */
+  retain(routeIds: ReadonlySet<string>): void {
+    for (const id of this.positions.keys()) if (!routeIds.has(id)) this.positions.delete(id)
+  }
+
+  private nextInSchedule(route: Route): Target {
+    const schedule = route.schedule
+    let position = this.positions.get(route.id)
+    // Start each route at a random point so that many proxies (or workers)
+    // do not all send their first request to the same instance.
+    if (position === undefined) position = Math.floor(this.random() * schedule.length)
+    const index = schedule[position % schedule.length] as number
+    this.positions.set(route.id, (position + 1) % schedule.length)
+    return route.targets[index] as Target
+  }
+
+  private randomTarget(route: Route): Target {
+    const cumulative = route.cumulative
+    const r = this.random() * (cumulative[cumulative.length - 1] as number)
+    let lo = 0
+    let hi = cumulative.length - 1
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if ((cumulative[mid] as number) > r) hi = mid
+      else lo = mid + 1
+    }
+    return route.targets[lo] as Target
+  }
+
+  /** Fewest in-flight requests per unit of weight; ties go round robin. */
+  private leastOutstanding(route: Route, usable?: (target: Target) => boolean): Target | null {
+    const start = this.nextInSchedule(route)
+    let best: Target | null = null
+    let bestScore = Number.POSITIVE_INFINITY
+    const n = route.targets.length
+    const offset = route.targets.indexOf(start)
+    for (let k = 0; k < n; k++) {
+      const target = route.targets[(offset + k) % n] as Target
+      if (usable && !usable(target)) continue
+      const score = (this.outstanding(target) + 1) / target.weight
+      if (score < bestScore) {
+        best = target
+        bestScore = score
+      }
+    }
+    return best
+  }
+}

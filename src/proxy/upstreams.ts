@@ -1,0 +1,71 @@
+// Keep-alive connection pools, one per upstream origin. Pools of instances that
+// left the table are closed gracefully (in-flight requests finish) so instance
+// churn does not leak sockets.
+
+import { Pool } from 'undici'
+import type { Target } from '../routing/types.js'
+
+export interface UpstreamOptions {
+  readonly connectTimeoutMs: number
+  /** Time to wait for the response headers. */
+  readonly responseHeadersTimeoutMs: number
+  /** Longest silence while reading a response body. */
+  readonly idleTimeoutMs: number
+  /** Idle keep-alive sockets are closed after this long (or the upstream's hint). */
+  readonly keepAliveTimeoutMs: number
+  /** Concurrent connections per upstream; more requests wait in the pool's queue. */
+  readonly connections: number
+}
+
+export class Upstreams {
+  private readonly options: UpstreamOptions
+  private readonly pools = new Map<string, Pool>()
+
+  constructor(options: UpstreamOptions) {
+    this.options = options
+  }
+
+  pool(target: Target): Pool {
+    const key = target.tlsSkipVerify ? `${target.origin}#insecure` : target.origin
+    let pool = this.pools.get(key)
+    if (pool === undefined) {
+      const o = this.options
+      pool = new Pool(target.origin, {
+        connections: o.connections,
+        pipelining: 1,
+        headersTimeout: o.responseHeadersTimeoutMs,
+        bodyTimeout: o.idleTimeoutMs,
+        keepAliveTimeout: o.keepAliveTimeoutMs,
+        keepAliveMaxTimeout: Math.max(o.keepAliveTimeoutMs, 60_000),
+        connect: { timeout: o.connectTimeoutMs, rejectUnauthorized: !target.tlsSkipVerify },
+      })
+      this.pools.set(key, pool)
+    }
+    return pool
+  }
+
+  /** Closes pools whose origin no longer appears in `origins`. */
+  retain(origins: ReadonlySet<string>): void {
+    for (const [key, pool] of this.pools) {
+      const origin = key.endsWith('#insecure') ? key.slice(0, -9) : key
+      if (origins.has(origin)) continue
+      this.pools.delete(key)
+      void pool.close().catch(() => {})
+    }
+  }
+
+  get size(): number {
+    return this.pools.size
+  }
+
+  async close(): Promise<void> {
+    const pools = [...this.pools.values()]
+    this.pools.clear()
+    await Promise.all(pools.map((p) => p.close().catch(() => {})))
+  }
+
+  destroy(): void {
+    for (const pool of this.pools.values()) void pool.destroy().catch(() => {})
+    this.pools.clear()
+  }
+}

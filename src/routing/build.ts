@@ -1,0 +1,432 @@
+// buildRouteTable: the one place that decides where traffic goes. Pure: the
+// same snapshot, targets, config and previous table give the same table, so it
+// is tested on recorded Consul JSON with no network, and every table the proxy
+// ever serves can be reproduced from its inputs.
+
+import { instanceSlice, instanceVersion } from './identity.js'
+import { buildCumulative, buildSchedule, groupShares } from './schedule.js'
+import { parseRouteTag } from './tags.js'
+import { formatTarget, parseTarget } from './targets.js'
+import type {
+  AccessRules,
+  CatalogSnapshot,
+  HostRoutes,
+  InstanceSnapshot,
+  InstanceState,
+  Problem,
+  Route,
+  RouteSpec,
+  RouteTable,
+  Target,
+  TargetEntry,
+  TargetSpec,
+  TargetStatus,
+} from './types.js'
+
+export interface BuildConfig {
+  /** Tag prefix that marks a route, `urlprefix-` by default. */
+  readonly tagPrefix: string
+  /** Check statuses that count as healthy, `['passing']` by default. */
+  readonly healthyStatuses: readonly string[]
+  /** KV prefix of target-state keys, without trailing slash. */
+  readonly targetPrefix: string
+  /** Leave routes without a serving instance out of lookup, so a shorter prefix can answer. */
+  readonly fallthrough: boolean
+}
+
+export interface BuildResult {
+  readonly table: RouteTable
+  readonly problems: readonly Problem[]
+}
+
+export const EMPTY_TABLE: RouteTable = {
+  generation: 0,
+  routes: [],
+  exactHosts: new Map(),
+  globHosts: [],
+  anyHost: null,
+  targets: [],
+  problems: [],
+}
+
+type Health = 'healthy' | 'unhealthy' | 'maintenance'
+
+interface Candidate {
+  readonly instance: InstanceSnapshot
+  readonly spec: RouteSpec
+  readonly health: Health
+  readonly selected: boolean
+  readonly version: string
+  readonly slice: string
+}
+
+export function buildRouteTable(
+  catalog: CatalogSnapshot,
+  targets: readonly TargetEntry[],
+  config: BuildConfig,
+  previous: RouteTable = EMPTY_TABLE,
+): BuildResult {
+  const problems = new ProblemList()
+  const healthy = new Set(config.healthyStatuses)
+
+  // Health and identity of every instance, computed once.
+  const health = new Map<InstanceSnapshot, Health>()
+  for (const instances of catalog.services.values()) {
+    for (const instance of instances) health.set(instance, instanceHealth(instance, healthy))
+  }
+
+  const statuses = resolveTargets(catalog, targets, config, previous, health, problems)
+  const effective = new Map(statuses.map((s) => [s.service, s.effective]))
+
+  // Group every (instance, tag) by the route it asks for.
+  const byRoute = new Map<string, Candidate[]>()
+  const serviceNames = [...catalog.services.keys()].sort()
+  for (const service of serviceNames) {
+    const instances = [...(catalog.services.get(service) ?? [])].sort(compareInstances)
+    const selection = effective.get(service) ?? null
+    for (const instance of instances) {
+      const subject = `service ${service}, instance ${instance.id} on ${instance.node}`
+      const version = instanceVersion(instance)
+      const slice = instanceSlice(instance)
+      for (const tag of instance.tags) {
+        const parsed = parseRouteTag(tag, config.tagPrefix)
+        if (parsed === null) continue
+        if (!parsed.ok) {
+          problems.add('SWY_ERR_TAG_SYNTAX', subject, `tag "${tag}": ${parsed.error}`)
+          continue
+        }
+        for (const warning of parsed.warnings)
+          problems.add('SWY_ERR_TAG_OPTION', subject, `tag "${tag}": ${warning}`)
+        const id = routeId(parsed.spec)
+        const list = byRoute.get(id) ?? []
+        if (list.length === 0) byRoute.set(id, list)
+        list.push({
+          instance,
+          spec: parsed.spec,
+          health: health.get(instance) ?? 'unhealthy',
+          selected: matchesTarget(selection, version, slice),
+          version,
+          slice,
+        })
+      }
+    }
+  }
+
+  const routes: Route[] = []
+  for (const id of [...byRoute.keys()].sort()) {
+    routes.push(buildRoute(id, byRoute.get(id) ?? [], effective, problems))
+  }
+
+  const table: RouteTable = {
+    generation: previous.generation + 1,
+    routes,
+    ...indexRoutes(config.fallthrough ? routes.filter((r) => r.targets.length > 0) : routes),
+    targets: statuses,
+    problems: problems.list,
+  }
+  return { table, problems: problems.list }
+}
+
+function instanceHealth(instance: InstanceSnapshot, healthy: ReadonlySet<string>): Health {
+  let result: Health = 'healthy'
+  for (const check of instance.checks) {
+    if (check.id === '_node_maintenance' || check.id.startsWith('_service_maintenance:')) return 'maintenance'
+    if (!healthy.has(check.status)) result = 'unhealthy'
+  }
+  return result
+}
+
+function matchesTarget(spec: TargetSpec | null, version: string, slice: string): boolean {
+  if (spec === null) return true
+  switch (spec.kind) {
+    case 'version':
+      return version === spec.version
+    case 'slice':
+      return slice === spec.slice
+    case 'weights':
+      return (spec.weights[version] ?? 0) > 0
+  }
+}
+
+/**
+ * Decides, per service, which target is in force. A valid, ready target wins.
+ * A target that is not ready (no healthy instance to send to) or a key that is
+ * invalid leaves the previous effective selection in place.
+ */
+function resolveTargets(
+  catalog: CatalogSnapshot,
+  entries: readonly TargetEntry[],
+  config: BuildConfig,
+  previous: RouteTable,
+  health: ReadonlyMap<InstanceSnapshot, Health>,
+  problems: ProblemList,
+): TargetStatus[] {
+  const before = new Map(previous.targets.map((t) => [t.service, t]))
+  const prefix = `${config.targetPrefix}/`
+  const statuses: TargetStatus[] = []
+
+  for (const entry of [...entries].sort((a, b) => (a.key < b.key ? -1 : 1))) {
+    if (!entry.key.startsWith(prefix)) continue
+    const service = entry.key.slice(prefix.length)
+    if (service === '') continue
+    if (service.includes('/')) {
+      problems.add('SWY_ERR_TARGET_INVALID', `key ${entry.key}`, `not a service key: use ${prefix}<service>`)
+      continue
+    }
+    const old = before.get(service)
+    const parsed = parseTarget(entry.value)
+    let desired: TargetSpec | null
+    if (parsed.ok) {
+      desired = parsed.spec
+    } else {
+      problems.add(
+        'SWY_ERR_TARGET_INVALID',
+        `key ${entry.key}`,
+        `${parsed.error}; keeping ${formatTarget(old?.effective ?? null)}`,
+      )
+      desired = old?.desired ?? null
+    }
+
+    const instances = catalog.services.get(service) ?? []
+    const missing = missingFor(desired, instances, health)
+    if (missing === '') {
+      statuses.push({
+        service,
+        desired,
+        effective: desired,
+        ready: true,
+        reason: '',
+        key: entry.key,
+        modifyIndex: entry.modifyIndex,
+      })
+      continue
+    }
+    // Keep what traffic follows now. With no history (start-up) that is every
+    // healthy instance, as if there were no key, so a restarted proxy keeps
+    // serving what the rest of the fleet serves until the target is ready.
+    const effective = old !== undefined ? old.effective : null
+    const reason = `${missing}; serving ${formatTarget(effective)}`
+    problems.add(
+      'SWY_ERR_TARGET_NOT_READY',
+      `service ${service}`,
+      `target ${formatTarget(desired)}: ${reason}`,
+    )
+    statuses.push({
+      service,
+      desired,
+      effective,
+      ready: false,
+      reason,
+      key: entry.key,
+      modifyIndex: entry.modifyIndex,
+    })
+  }
+  return statuses
+}
+
+/** '' when the target can be served; otherwise what is missing, in words. */
+function missingFor(
+  spec: TargetSpec | null,
+  instances: readonly InstanceSnapshot[],
+  health: ReadonlyMap<InstanceSnapshot, Health>,
+): string {
+  if (spec === null) return ''
+  const live = instances.filter((i) => health.get(i) === 'healthy')
+  switch (spec.kind) {
+    case 'version':
+      return live.some((i) => instanceVersion(i) === spec.version)
+        ? ''
+        : `no healthy instance of version ${spec.version}`
+    case 'slice':
+      return live.some((i) => instanceSlice(i) === spec.slice)
+        ? ''
+        : `no healthy instance of slice ${spec.slice}`
+    case 'weights': {
+      const absent = Object.entries(spec.weights)
+        .filter(([v, w]) => w > 0 && !live.some((i) => instanceVersion(i) === v))
+        .map(([v]) => v)
+      return absent.length === 0 ? '' : `no healthy instance of version ${absent.join(', ')}`
+    }
+  }
+}
+
+function buildRoute(
+  id: string,
+  candidates: readonly Candidate[],
+  effective: ReadonlyMap<string, TargetSpec | null>,
+  problems: ProblemList,
+): Route {
+  const first = candidates[0] as Candidate
+  const services = [...new Set(candidates.map((c) => c.instance.service))]
+  if (services.length > 1) {
+    problems.add(
+      'SWY_ERR_ROUTE_CONFLICT',
+      `route ${id}`,
+      `claimed by services ${services.join(', ')}; traffic is shared`,
+    )
+  }
+
+  const serving = candidates.filter((c) => c.health === 'healthy' && c.selected)
+  const weights = servingWeights(serving, effective)
+
+  const weightOf = new Map(serving.map((c, i) => [c, weights[i] as number]))
+
+  const targets: Target[] = []
+  const servingWeightsKept: number[] = []
+  const idle: Target[] = []
+  for (const c of candidates) {
+    const weight = weightOf.get(c) ?? 0
+    const state: InstanceState =
+      c.health === 'maintenance'
+        ? 'maintenance'
+        : c.health === 'unhealthy'
+          ? 'unhealthy'
+          : !c.selected
+            ? 'not-selected'
+            : weight > 0
+              ? 'serving'
+              : 'zero-weight'
+    const target = makeTarget(c, weight, state)
+    if (state === 'serving') {
+      targets.push(target)
+      servingWeightsKept.push(weight)
+    } else {
+      idle.push(target)
+    }
+  }
+
+  const ruleSets = new Map<string, AccessRules>()
+  for (const c of candidates) if (c.spec.access) ruleSets.set(JSON.stringify(c.spec.access), c.spec.access)
+  const withoutRules = candidates.some((c) => c.spec.access === null)
+  if (ruleSets.size > 1 || (ruleSets.size === 1 && withoutRules)) {
+    problems.add(
+      'SWY_ERR_ROUTE_CONFLICT',
+      `route ${id}`,
+      'instances disagree on allow/deny; a request must pass all of them',
+    )
+  }
+
+  return {
+    id,
+    host: first.spec.host,
+    path: first.spec.path,
+    rawPrefix: first.spec.rawPrefix,
+    services,
+    targets,
+    idle,
+    schedule: buildSchedule(servingWeightsKept),
+    cumulative: buildCumulative(servingWeightsKept),
+    access: [...ruleSets.values()],
+  }
+}
+
+/**
+ * Share of the route's traffic for each serving candidate: services in
+ * proportion to their instance count, then versions by the target's weights,
+ * then instances by their `weight=` tags.
+ */
+function servingWeights(
+  serving: readonly Candidate[],
+  effective: ReadonlyMap<string, TargetSpec | null>,
+): number[] {
+  const result = new Array<number>(serving.length).fill(0)
+  const byService = groupBy(
+    serving.map((c, i) => ({ c, i })),
+    ({ c }) => c.instance.service,
+  )
+  for (const [service, members] of byService) {
+    const serviceShare = members.length / serving.length
+    const spec = effective.get(service) ?? null
+    const groups = groupBy(members, ({ c }) => (spec?.kind === 'weights' ? c.version : ''))
+    const groupWeight = (key: string) => (spec?.kind === 'weights' ? (spec.weights[key] ?? 0) : 1)
+    const totalGroupWeight = [...groups.keys()].reduce((a, k) => a + groupWeight(k), 0)
+    for (const [key, group] of groups) {
+      const versionShare = totalGroupWeight > 0 ? groupWeight(key) / totalGroupWeight : 0
+      const shares = groupShares(group.map(({ c }) => c.spec.weight))
+      group.forEach(({ i }, n) => {
+        result[i] = serviceShare * versionShare * (shares[n] as number)
+      })
+    }
+  }
+  return result
+}
+
+function makeTarget(c: Candidate, weight: number, state: InstanceState): Target {
+  const { instance, spec } = c
+  const hostPort = instance.address.includes(':')
+    ? `[${instance.address}]:${instance.port}`
+    : `${instance.address}:${instance.port}`
+  return {
+    key: `${instance.node}/${instance.id}`,
+    service: instance.service,
+    instanceId: instance.id,
+    node: instance.node,
+    address: instance.address,
+    port: instance.port,
+    version: c.version,
+    slice: c.slice,
+    origin: `${spec.proto}://${hostPort}`,
+    tlsSkipVerify: spec.tlsSkipVerify,
+    strip: spec.strip,
+    prepend: spec.prepend,
+    hostHeader:
+      spec.hostHeader.kind === 'dst'
+        ? hostPort
+        : spec.hostHeader.kind === 'name'
+          ? spec.hostHeader.name
+          : null,
+    redirect: spec.redirect,
+    weight,
+    state,
+    optionsText: spec.optionsText,
+  }
+}
+
+export function routeId(spec: Pick<RouteSpec, 'host' | 'path' | 'rawPrefix'>): string {
+  return `${spec.host}${spec.path}${spec.rawPrefix ? '*' : ''}`
+}
+
+function indexRoutes(routes: readonly Route[]): Pick<RouteTable, 'exactHosts' | 'globHosts' | 'anyHost'> {
+  const byHost = groupBy(routes, (r) => r.host)
+  const exactHosts = new Map<string, HostRoutes>()
+  const globHosts: { suffix: string; routes: HostRoutes }[] = []
+  let anyHost: HostRoutes | null = null
+  for (const [host, list] of byHost) {
+    const index: HostRoutes = {
+      byPath: new Map(list.filter((r) => !r.rawPrefix).map((r) => [r.path, r])),
+      rawPrefixes: list.filter((r) => r.rawPrefix).sort((a, b) => b.path.length - a.path.length),
+    }
+    if (host === '') anyHost = index
+    else if (host.startsWith('*.')) globHosts.push({ suffix: host.slice(1), routes: index })
+    else exactHosts.set(host, index)
+  }
+  globHosts.sort((a, b) => b.suffix.length - a.suffix.length || (a.suffix < b.suffix ? -1 : 1))
+  return { exactHosts, globHosts, anyHost }
+}
+
+function compareInstances(a: InstanceSnapshot, b: InstanceSnapshot): number {
+  return a.node < b.node ? -1 : a.node > b.node ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0
+}
+
+function groupBy<T>(items: readonly T[], key: (item: T) => string): Map<string, T[]> {
+  const map = new Map<string, T[]>()
+  for (const item of items) {
+    const k = key(item)
+    const list = map.get(k)
+    if (list) list.push(item)
+    else map.set(k, [item])
+  }
+  return map
+}
+
+/** Problems in first-seen order, each reported once per build. */
+class ProblemList {
+  readonly list: Problem[] = []
+  private readonly seen = new Set<string>()
+  add(code: Problem['code'], subject: string, message: string): void {
+    const key = `${code}\u0000${subject}\u0000${message}`
+    if (this.seen.has(key)) return
+    this.seen.add(key)
+    this.list.push({ code, subject, message })
+  }
+}

@@ -1,0 +1,180 @@
+// Keeps the table store in step with Consul: watchers signal, changes are
+// coalesced into one rebuild per event-loop turn, the pure builder makes a new
+// table and the store swaps it in. When Consul fails, nothing is rebuilt and
+// the last good table keeps serving; `status()` says how stale it is.
+
+import { performance } from 'node:perf_hooks'
+import { type Clock, systemClock } from '../clock.js'
+import type { BlockingQueryState } from '../consul/blocking-query.js'
+import type { ConsulClient } from '../consul/client.js'
+import { CatalogWatcher, TargetWatcher, type WatchSettings } from '../consul/watchers.js'
+import type { Logger } from '../log.js'
+import { type BuildConfig, buildRouteTable } from '../routing/build.js'
+import { diffTables } from '../routing/canonical.js'
+import type { Problem, RouteTable } from '../routing/types.js'
+import type { TableStore } from './store.js'
+
+export interface SyncOptions {
+  readonly client: ConsulClient
+  readonly watch: WatchSettings
+  readonly build: BuildConfig
+  readonly store: TableStore
+  readonly log: Logger
+  readonly clock?: Clock
+  /** Called after each build with its duration, whether or not it changed the table. */
+  readonly onBuild?: (durationMs: number, changed: boolean) => void
+}
+
+export interface SyncStatus {
+  /** A first table built from Consul is serving. */
+  readonly loaded: boolean
+  /** 0 while every watch is healthy; else how long the oldest failing watch has failed. */
+  readonly staleForMs: number
+  /** Last time every watch was known good (now, while none is failing). */
+  readonly lastSyncAt: number
+  readonly watches: readonly BlockingQueryState[]
+  /** Consul-side problems: unreachable, permission denied, results filtered by ACLs. */
+  readonly problems: readonly Problem[]
+}
+
+export class TableSync {
+  private readonly options: SyncOptions
+  private readonly clock: Clock
+  private readonly catalog: CatalogWatcher
+  private readonly targets: TargetWatcher
+  private initialised = false
+  private scheduled = false
+  private stopped = false
+
+  constructor(options: SyncOptions) {
+    this.options = options
+    this.clock = options.clock ?? systemClock
+    const listener = {
+      onError: (watch: string, error: Error, consecutive: number, retryInMs: number) => {
+        // One line when a watch starts failing, then one every 10 failures: an
+        // outage of minutes must not write thousands of lines.
+        if (consecutive === 1 || consecutive % 10 === 0) {
+          options.log.warn(
+            { watch, code: codeOf(error), err: error.message, consecutive, retryInMs },
+            'consul watch failing',
+          )
+        }
+      },
+      onRecover: (watch: string, failedForMs: number) =>
+        options.log.info({ watch, failedForMs }, 'consul watch recovered'),
+    }
+    this.catalog = new CatalogWatcher(options.client, options.watch, options.build.tagPrefix, listener, () =>
+      this.schedule(),
+    )
+    this.targets = new TargetWatcher(
+      options.client,
+      options.watch,
+      options.build.targetPrefix,
+      listener,
+      () => this.schedule(),
+    )
+  }
+
+  /** Starts watching; resolves when the first table is serving. */
+  async start(): Promise<void> {
+    this.catalog.start()
+    this.targets.start()
+    await Promise.all([this.catalog.ready(), this.targets.ready])
+    if (this.stopped) return
+    this.initialised = true
+    this.rebuild()
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true
+    await Promise.all([this.catalog.stop(), this.targets.stop()])
+  }
+
+  status(): SyncStatus {
+    const now = this.clock.now()
+    const watches = [...this.catalog.states(), this.targets.state()]
+    const failing = watches.filter((w) => w.failingSince > 0)
+    const oldest = failing.reduce((min, w) => Math.min(min, w.lastSuccessAt || w.failingSince), now)
+    const problems: Problem[] = failing.map((w) => ({
+      code: codeOf(w.lastError),
+      subject: `watch ${w.name}`,
+      message: w.lastError?.message ?? 'failing',
+    }))
+    for (const watch of this.catalog.aclFiltered()) {
+      problems.push({
+        code: 'SWY_ERR_CONSUL_PERMISSION',
+        subject: `watch ${watch}`,
+        message: 'Consul filtered the answer by ACL: the token cannot read every service or node',
+      })
+    }
+    return {
+      loaded: this.options.store.loaded,
+      staleForMs: failing.length === 0 ? 0 : now - oldest,
+      lastSyncAt: failing.length === 0 ? now : oldest,
+      watches,
+      problems,
+    }
+  }
+
+  private schedule(): void {
+    if (!this.initialised || this.scheduled || this.stopped) return
+    this.scheduled = true
+    // Every watcher event of this turn lands in one build.
+    setImmediate(() => {
+      this.scheduled = false
+      if (!this.stopped) this.rebuild()
+    })
+  }
+
+  private rebuild(): void {
+    const { store, build, log } = this.options
+    const previous = store.current
+    const started = performance.now()
+    let next: RouteTable
+    try {
+      next = buildRouteTable(this.catalog.snapshot(), this.targets.current(), build, previous).table
+    } catch (err) {
+      // The builder is pure and tested; if it ever throws, the old table serves.
+      log.error({ err }, 'building the routing table failed; keeping the previous table')
+      return
+    }
+    const durationMs = performance.now() - started
+    const diff = diffTables(previous, next)
+    const problemsChanged = problemKeys(previous) !== problemKeys(next)
+    const changed =
+      previous.generation === 0 || diff.added.length > 0 || diff.removed.length > 0 || problemsChanged
+    this.options.onBuild?.(durationMs, changed)
+    if (!changed) return
+
+    store.swap(next, diff, this.clock.now())
+    log.info(
+      {
+        generation: next.generation,
+        routes: next.routes.length,
+        buildMs: Number(durationMs.toFixed(3)),
+        added: diff.added,
+        removed: diff.removed,
+      },
+      previous.generation === 0 ? 'first routing table' : 'routing table changed',
+    )
+    const before = new Set(previous.problems.map(problemKey))
+    for (const p of next.problems) {
+      if (!before.has(problemKey(p))) log.warn({ code: p.code, subject: p.subject }, p.message)
+    }
+  }
+}
+
+function problemKey(p: Problem): string {
+  return `${p.code} ${p.subject} ${p.message}`
+}
+
+function problemKeys(table: RouteTable): string {
+  return table.problems.map(problemKey).join('\n')
+}
+
+function codeOf(error: Error | null): Problem['code'] {
+  const code = (error as { code?: unknown } | null)?.code
+  return typeof code === 'string' && code.startsWith('SWY_ERR_')
+    ? (code as Problem['code'])
+    : 'SWY_ERR_CONSUL_UNREACHABLE'
+}

@@ -1,0 +1,36 @@
+// Starts one Consul dev agent for the whole run. Without a Consul binary the
+// integration suites are skipped with the reason, except in CI (CI=true), where
+// a missing Consul fails the run: CI must show them executed.
+
+import 'vitest'
+import type { TestProject } from 'vitest/node'
+import { ConsulAgent, type ConsulInfo, findConsulBinary } from './consul-agent.js'
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    consul: ConsulInfo | null
+    consulUnavailable: string
+  }
+}
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  let binary: string
+  try {
+    binary = await findConsulBinary()
+  } catch (err) {
+    const reason = `no Consul binary: ${(err as { stderr?: string }).stderr?.trim() || (err as Error).message}`
+    if (process.env.CI === 'true') throw new Error(`${reason} (CI=true: integration tests must run)`)
+    process.stderr.write(`\n*** Consul integration tests will be SKIPPED: ${reason}\n\n`)
+    project.provide('consul', null)
+    project.provide('consulUnavailable', reason)
+    return async () => {}
+  }
+  const agent = new ConsulAgent(binary)
+  await agent.start()
+  process.stderr.write(`consul dev agent (ACLs on, default deny) at ${agent.address} using ${binary}\n`)
+  project.provide('consul', agent.info)
+  project.provide('consulUnavailable', '')
+  return async () => {
+    await agent.destroy()
+  }
+}
