@@ -58,14 +58,24 @@ export class ConsulAgent {
   }
 
   get info(): ConsulInfo {
-    return { address: this.address, managementToken: this.managementToken, proxyToken: this.proxyToken, binary: this.binary }
+    return {
+      address: this.address,
+      managementToken: this.managementToken,
+      proxyToken: this.proxyToken,
+      binary: this.binary,
+    }
   }
 
   /** Starts the agent (same ports and tokens on a restart) and waits until ACLs work. */
   async start(): Promise<void> {
     if (!this.ports) {
       this.dir = mkdtempSync(join(tmpdir(), 'switchyard-consul-'))
-      this.ports = { http: await freePort(), serfLan: await freePort(), serfWan: await freePort(), server: await freePort() }
+      this.ports = {
+        http: await freePort(),
+        serfLan: await freePort(),
+        serfWan: await freePort(),
+        server: await freePort(),
+      }
       writeFileSync(
         join(this.dir, 'agent.json'),
         JSON.stringify({
@@ -142,7 +152,9 @@ export class ConsulAgent {
         const body = await leader.text()
         if (leader.ok && body.length > 2) {
           // The ACL system is up once the management token can read its own policy set.
-          const self = await fetch(`${this.address}/v1/acl/token/self`, { headers: { 'x-consul-token': this.managementToken } })
+          const self = await fetch(`${this.address}/v1/acl/token/self`, {
+            headers: { 'x-consul-token': this.managementToken },
+          })
           if (self.ok) return
           last = `acl: ${self.status}`
         }

@@ -46,7 +46,12 @@ export class ConsulApi {
       Port: spec.port,
       Tags: spec.tags ?? [],
       Meta: spec.meta ?? {},
-      Check: { CheckID: checkId(spec.id), Name: `${spec.id} ttl`, TTL: '24h', Status: spec.status ?? 'passing' },
+      Check: {
+        CheckID: checkId(spec.id),
+        Name: `${spec.id} ttl`,
+        TTL: '24h',
+        Status: spec.status ?? 'passing',
+      },
     })
   }
 
@@ -60,7 +65,10 @@ export class ConsulApi {
   }
 
   async maintenance(id: string, enable: boolean): Promise<void> {
-    await this.ok('PUT', `/v1/agent/service/maintenance/${encodeURIComponent(id)}?enable=${enable}&reason=test`)
+    await this.ok(
+      'PUT',
+      `/v1/agent/service/maintenance/${encodeURIComponent(id)}?enable=${enable}&reason=test`,
+    )
   }
 
   async kvPut(key: string, value: string): Promise<void> {

@@ -4,7 +4,7 @@
 import { Writable } from 'node:stream'
 import { request } from 'undici'
 import { stringify } from 'yaml'
-import { startSwitchyard, type Switchyard } from '../../src/cli/serve.js'
+import { type Switchyard, startSwitchyard } from '../../src/cli/serve.js'
 import { loadConfig, type ResolvedConfig } from '../../src/config/load.js'
 import { createLogger } from '../../src/log.js'
 import type { ProxyObserver } from '../../src/proxy/server.js'
@@ -39,8 +39,13 @@ export async function startTestProxy(
     log: { level: 'debug' },
   }
   const merged: Overrides = { ...base }
-  for (const [section, values] of Object.entries(overrides)) merged[section] = { ...(base[section] ?? {}), ...values }
-  const config = loadConfig([], { CONSUL_HTTP_ADDR: consul.address }, { path: 'test.yaml', text: stringify(merged) })
+  for (const [section, values] of Object.entries(overrides))
+    merged[section] = { ...(base[section] ?? {}), ...values }
+  const config = loadConfig(
+    [],
+    { CONSUL_HTTP_ADDR: consul.address },
+    { path: 'test.yaml', text: stringify(merged) },
+  )
 
   const logs: Record<string, unknown>[] = []
   const sink = new Writable({
@@ -50,10 +55,18 @@ export async function startTestProxy(
     },
   })
   const log = createLogger(config.log.level, sink)
-  const app = await startSwitchyard(config, { log, token: options.token ?? consul.proxyToken, observer: options.observer })
+  const app = await startSwitchyard(config, {
+    log,
+    token: options.token ?? consul.proxyToken,
+    observer: options.observer,
+  })
   if (options.waitLoaded !== false) await app.loaded
 
-  const call = async (base: string, path: string, headers: Record<string, string> = {}): Promise<TestResponse> => {
+  const call = async (
+    base: string,
+    path: string,
+    headers: Record<string, string> = {},
+  ): Promise<TestResponse> => {
     const res = await request(`${base}${path}`, { headers })
     return { status: res.statusCode, body: await res.body.text(), headers: res.headers }
   }

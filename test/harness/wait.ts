@@ -1,5 +1,9 @@
 /** Retries `check` until it returns without throwing, or rethrows its last error after `timeoutMs`. */
-export async function eventually<T>(check: () => T | Promise<T>, timeoutMs = 5_000, intervalMs = 10): Promise<T> {
+export async function eventually<T>(
+  check: () => T | Promise<T>,
+  timeoutMs = 5_000,
+  intervalMs = 10,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     try {

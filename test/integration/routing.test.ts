@@ -17,7 +17,11 @@ describeWithConsul('routing from Consul tags and health', (consul) => {
   let proxy: TestProxy
 
   beforeAll(async () => {
-    const [a, b, c] = await Promise.all([startUpstream('web-a'), startUpstream('web-b'), startUpstream('api-1')])
+    const [a, b, c] = await Promise.all([
+      startUpstream('web-a'),
+      startUpstream('web-b'),
+      startUpstream('api-1'),
+    ])
     upstreams.push(a!, b!, c!)
     await api.register({ id: `${web}-a`, name: web, port: a!.port, tags: [`${prefix}/web`] })
     await api.register({ id: `${web}-b`, name: web, port: b!.port, tags: [`${prefix}/web`] })
@@ -110,9 +114,18 @@ describeWithConsul('routing from Consul tags and health', (consul) => {
     const bad = await startUpstream('bad-1')
     upstreams.push(bad)
     const name = uniqueName('bad')
-    await api.register({ id: `${name}-1`, name, port: bad.port, tags: [`${prefix}/bad strip=nope`, `${prefix}/good-too`] })
+    await api.register({
+      id: `${name}-1`,
+      name,
+      port: bad.port,
+      tags: [`${prefix}/bad strip=nope`, `${prefix}/good-too`],
+    })
     await eventually(async () => {
-      const problems = JSON.parse((await proxy.admin('/api/problems')).body) as { code: string; subject: string; message: string }[]
+      const problems = JSON.parse((await proxy.admin('/api/problems')).body) as {
+        code: string
+        subject: string
+        message: string
+      }[]
       const problem = problems.find((p) => p.subject.includes(`${name}-1`))
       expect(problem?.code).toBe('SWY_ERR_TAG_SYNTAX')
       expect(problem?.message).toContain('strip=nope')
