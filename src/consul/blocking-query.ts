@@ -109,7 +109,7 @@ export class BlockingQuery<T> {
       try {
         const res = await this.options.fetch(this.s.index, signal)
         const value = res.body === this.lastBody ? undefined : { parsed: this.options.parse(res.body) }
-        this.s.index = res.index < this.s.index ? 0 : Math.max(res.index, 1)
+        this.s.index = res.index < 1 ? 1 : res.index < this.s.index ? 0 : res.index
         if (this.s.consecutiveErrors > 0) this.options.onRecover?.(this.clock.now() - this.s.failingSince)
         this.s.consecutiveErrors = 0
         this.s.failingSince = 0

@@ -17,8 +17,11 @@ export function buildSchedule(weights: readonly number[]): number[] {
     return weights.map((_, i) => i)
   }
 
-  const total = weights.reduce((a, b) => a + b, 0)
-  let ints = weights.map((w) => (w > 0 ? Math.max(1, Math.round((w / total) * RESOLUTION)) : 0))
+  let ints = integerRatio(weights)
+  if (ints === null) {
+    const total = weights.reduce((a, b) => a + b, 0)
+    ints = weights.map((w) => (w > 0 ? Math.max(1, Math.round((w / total) * RESOLUTION)) : 0))
+  }
   const divisor = ints.reduce((g, n) => (n === 0 ? g : gcd(g, n)), 0)
   ints = ints.map((n) => n / divisor)
   const sum = ints.reduce((a, b) => a + b, 0)
@@ -64,6 +67,15 @@ export function groupShares(fixed: readonly (number | null)[]): number[] {
   }
   const each = (1 - sumFixed) / free
   return fixed.map((w) => w ?? each)
+}
+
+/** Weights as small whole numbers when they are exact multiples of the smallest (90:10 -> 9:1). */
+function integerRatio(weights: readonly number[]): number[] | null {
+  const smallest = Math.min(...weights.filter((w) => w > 0))
+  const ratios = weights.map((w) => w / smallest)
+  if (ratios.some((r) => Math.abs(r - Math.round(r)) > 1e-9)) return null
+  const ints = ratios.map((r) => Math.round(r))
+  return ints.reduce((a, b) => a + b, 0) <= RESOLUTION ? ints : null
 }
 
 function gcd(a: number, b: number): number {

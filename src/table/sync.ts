@@ -94,7 +94,9 @@ export class TableSync {
     const now = this.clock.now()
     const watches = [...this.catalog.states(), this.targets.state()]
     const failing = watches.filter((w) => w.failingSince > 0)
-    const oldest = failing.reduce((min, w) => Math.min(min, w.lastSuccessAt || w.failingSince), now)
+    // A healthy blocking query is current while it hangs, so staleness counts
+    // from the first failure, not from the last answer.
+    const oldest = failing.reduce((min, w) => Math.min(min, w.failingSince), now)
     const problems: Problem[] = failing.map((w) => ({
       code: codeOf(w.lastError),
       subject: `watch ${w.name}`,

@@ -2,6 +2,8 @@
 // integration suites are skipped with the reason, except in CI (CI=true), where
 // a missing Consul fails the run: CI must show them executed.
 
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
 import 'vitest'
 import type { TestProject } from 'vitest/node'
 import { ConsulAgent, type ConsulInfo, findConsulBinary } from './consul-agent.js'
@@ -14,6 +16,14 @@ declare module 'vitest' {
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  // CLI tests run the compiled command, so compile what is being tested.
+  await promisify(execFile)(
+    process.execPath,
+    ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'],
+    {
+      cwd: new URL('../../', import.meta.url).pathname,
+    },
+  )
   let binary: string
   try {
     binary = await findConsulBinary()

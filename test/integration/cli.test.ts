@@ -1,0 +1,167 @@
+// The `switchyard` command as an operator runs it: the compiled CLI in a child
+// process, with Consul's environment variables.
+
+import { execFile, spawn } from 'node:child_process'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { freePort } from '../harness/consul-agent.js'
+import { ConsulApi } from '../harness/consul-api.js'
+import { describeWithConsul } from '../harness/context.js'
+import { startUpstream, type Upstream } from '../harness/upstream.js'
+import { eventually, uniqueName } from '../harness/wait.js'
+
+const CLI = new URL('../../dist/cli/main.js', import.meta.url).pathname
+const dir = mkdtempSync(join(tmpdir(), 'switchyard-cli-'))
+
+async function run(args: string[], env: Record<string, string> = {}) {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [CLI, ...args], {
+      env: { PATH: process.env.PATH ?? '', ...env },
+      timeout: 20_000,
+    })
+    return { code: 0, stdout, stderr }
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string }
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr }
+  }
+}
+
+function file(name: string, text: string): string {
+  const path = join(dir, name)
+  writeFileSync(path, text)
+  return path
+}
+
+describe('bad configuration stops start-up with one line naming the problem, exit 2', () => {
+  it.each([
+    [
+      ['serve', '--config', file('bad-listen.yaml', 'proxy:\n  listen: here\n')],
+      'SWY_ERR_CONFIG: proxy.listen: "here" is not host:port',
+    ],
+    [
+      ['serve', '--config', file('typo.yaml', 'consul:\n  adress: x\n')],
+      'SWY_ERR_CONFIG: consul.adress: unknown option',
+    ],
+    [['serve', '--config', join(dir, 'missing.yaml')], 'SWY_ERR_CONFIG: --config: cannot read'],
+    [['serve', '--strategy', 'fastest'], 'SWY_ERR_CONFIG: proxy.strategy'],
+    [['serve', '--bogus'], "SWY_ERR_CONFIG: argv: Unknown option '--bogus'"],
+  ])('%j', async (args, message) => {
+    const r = await run(args)
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain(message)
+    expect(r.stderr.trim().split('\n')).toHaveLength(1)
+  })
+
+  it('a missing, empty or unreadable token file', async () => {
+    const missing = await run(['serve'], { CONSUL_HTTP_TOKEN_FILE: join(dir, 'nope') })
+    expect(missing.code).toBe(2)
+    expect(missing.stderr.trim()).toBe(
+      `switchyard: SWY_ERR_TOKEN_FILE: cannot read Consul token file ${join(dir, 'nope')}: ENOENT`,
+    )
+    const empty = await run(['serve'], { CONSUL_HTTP_TOKEN_FILE: file('empty-token', '\n') })
+    expect(empty.code).toBe(2)
+    expect(empty.stderr).toContain('the file is empty')
+    const directory = await run(['serve', '--consul-token-file', dir])
+    expect(directory.code).toBe(2)
+    expect(directory.stderr).toContain('EISDIR')
+  })
+
+  it('an unknown command', async () => {
+    const r = await run(['serv'])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('unknown command "serv"')
+  })
+})
+
+describe('switchyard routes without a Consul', () => {
+  it('fails with exit 1 and says Consul is unreachable', async () => {
+    const port = await freePort()
+    const r = await run(['routes'], { CONSUL_HTTP_ADDR: `127.0.0.1:${port}` })
+    expect(r.code).toBe(1)
+    expect(r.stderr).toContain(
+      `SWY_ERR_CONSUL_UNREACHABLE: Consul at http://127.0.0.1:${port} unreachable: ECONNREFUSED`,
+    )
+  })
+})
+
+describeWithConsul('switchyard serve and routes against Consul', (consul) => {
+  const api = new ConsulApi(consul)
+  const prefix = `${uniqueName('cli')}-`
+  const service = uniqueName('web')
+  let upstream: Upstream
+  const env = () => ({
+    CONSUL_HTTP_ADDR: consul.address,
+    CONSUL_HTTP_TOKEN_FILE: file('token', `${consul.proxyToken}\n`),
+  })
+
+  beforeAll(async () => {
+    upstream = await startUpstream('cli-web')
+    await api.register({
+      id: `${service}-1`,
+      name: service,
+      port: upstream.port,
+      tags: [`${prefix}/web`],
+      meta: { version: '1.0.0' },
+    })
+  })
+  afterAll(async () => {
+    await api.deregister(`${service}-1`)
+    await upstream.close()
+  })
+
+  it('routes prints the table it would build now', async () => {
+    const r = await run(['routes', '--tag-prefix', prefix], env())
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(
+      new RegExp(
+        `/web\\s+${service}\\s+${service}-1\\s+127\\.0\\.0\\.1:${upstream.port}\\s+1\\.0\\.0\\s+100\\.0%\\s+serving`,
+      ),
+    )
+    const json = await run(['routes', '--json', '--tag-prefix', prefix], env())
+    expect(JSON.parse(json.stdout)[0].targets[0].origin).toBe(`http://127.0.0.1:${upstream.port}`)
+  })
+
+  it('serve starts the proxy with the read-only token and stops cleanly on SIGTERM', async () => {
+    const [proxyPort, adminPort] = [await freePort(), await freePort()]
+    const child = spawn(
+      process.execPath,
+      [
+        CLI,
+        'serve',
+        '--listen',
+        `127.0.0.1:${proxyPort}`,
+        '--admin-listen',
+        `127.0.0.1:${adminPort}`,
+        '--tag-prefix',
+        prefix,
+      ],
+      { env: { PATH: process.env.PATH ?? '', ...env() }, stdio: ['ignore', 'pipe', 'pipe'] },
+    )
+    let output = ''
+    child.stdout.on('data', (d) => (output += d))
+    child.stderr.on('data', (d) => (output += d))
+    try {
+      await eventually(
+        async () => expect((await fetch(`http://127.0.0.1:${adminPort}/ready`)).status).toBe(200),
+        10_000,
+      )
+      const res = await fetch(`http://127.0.0.1:${proxyPort}/web`)
+      expect(await res.text()).toBe('cli-web')
+    } finally {
+      child.kill('SIGTERM')
+    }
+    const code = await new Promise((resolve) => child.on('exit', resolve))
+    expect(code).toBe(0)
+    const lines = output
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+    expect(lines.map((l) => l.msg)).toEqual(
+      expect.arrayContaining(['switchyard listening', 'first routing table', 'stopped']),
+    )
+    expect(output).not.toContain(consul.proxyToken)
+  })
+})

@@ -1,0 +1,71 @@
+// Builds snapshots and tables for unit tests without Consul.
+
+import { readFileSync } from 'node:fs'
+import { parseHealthService, parseKvList } from '../../src/consul/normalize.js'
+import { type BuildConfig, buildRouteTable } from '../../src/routing/build.js'
+import type { CatalogSnapshot, InstanceSnapshot, RouteTable, TargetEntry } from '../../src/routing/types.js'
+
+export const BUILD: BuildConfig = {
+  tagPrefix: 'urlprefix-',
+  healthyStatuses: ['passing'],
+  targetPrefix: 'switchyard/targets',
+  fallthrough: false,
+}
+
+export function fixture(name: string): string {
+  return readFileSync(new URL(`../fixtures/consul/${name}`, import.meta.url), 'utf8')
+}
+
+/** The recorded catalog: every routed service of test/fixtures/consul. */
+export function recordedCatalog(): CatalogSnapshot {
+  const services = new Map<string, InstanceSnapshot[]>()
+  for (const name of ['web', 'api', 'wild', 'legacy', 'bad'])
+    services.set(name, parseHealthService(fixture(`health-${name}.json`)))
+  return { services }
+}
+
+export function recordedTargets(): TargetEntry[] {
+  return parseKvList(fixture('kv-targets.json'))
+}
+
+let port = 10_000
+export function instance(
+  service: string,
+  tags: string[],
+  extra: Partial<InstanceSnapshot> = {},
+): InstanceSnapshot {
+  port++
+  return {
+    id: `${service}-${port}`,
+    service,
+    node: 'node-1',
+    address: '127.0.0.1',
+    port,
+    tags,
+    meta: {},
+    checks: [{ id: 'serfHealth', name: 'Serf', status: 'passing', serviceId: '' }],
+    ...extra,
+  }
+}
+
+export function catalogOf(instances: InstanceSnapshot[]): CatalogSnapshot {
+  const services = new Map<string, InstanceSnapshot[]>()
+  for (const i of instances) services.set(i.service, [...(services.get(i.service) ?? []), i])
+  return { services }
+}
+
+export function tableOf(
+  instances: InstanceSnapshot[],
+  targets: TargetEntry[] = [],
+  config: Partial<BuildConfig> = {},
+): RouteTable {
+  return buildRouteTable(catalogOf(instances), targets, { ...BUILD, ...config }).table
+}
+
+export function target(service: string, value: unknown, modifyIndex = 1): TargetEntry {
+  return {
+    key: `switchyard/targets/${service}`,
+    value: typeof value === 'string' ? value : JSON.stringify(value),
+    modifyIndex,
+  }
+}
