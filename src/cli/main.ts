@@ -18,6 +18,7 @@ import { createLogger } from '../log.js'
 import { buildRouteTable } from '../routing/build.js'
 import { formatRoutes } from './format.js'
 import { buildConfigOf, consulClientFor, startSwitchyard } from './serve.js'
+import { TARGET_FLAGS, targetClear, targetGet, targetSet } from './target.js'
 import { resolveToken } from './token.js'
 
 const USAGE = `usage: switchyard <command> [flags]
@@ -25,6 +26,13 @@ const USAGE = `usage: switchyard <command> [flags]
 commands:
   serve                      run the proxy (and admin listener) until SIGTERM/SIGINT
   routes [--json]            print the routing table Switchyard would build now, then exit
+  target get <service> [--json]
+                             show a service's target state and whether it is live
+  target set <service> (--version V | --slice S | --weights V1=90,V2=10)
+             [--cas INDEX] [--wait [--timeout 30s] [--admin URL]]
+                             write the target (check-and-set); --wait returns when traffic follows it
+                             (as this Switchyard's admin at URL reports, else a dry-run build)
+  target clear <service>     delete the target: every healthy instance gets traffic again
 
 config flags (override the file and environment):
   --config <file>            YAML config file (default: none; env SWITCHYARD_CONFIG)
@@ -40,6 +48,7 @@ config flags (override the file and environment):
   --log-level <level>        fatal | error | warn | info | debug | trace | silent
 
 The token itself is read from CONSUL_HTTP_TOKEN or the token file, never from a flag.
+target set/clear need an operator token (config/acl/switchyard-operator.hcl), not the proxy's.
 `
 
 const ROUTES_FLAGS: CommandFlags = { json: { type: 'boolean' } }
@@ -51,6 +60,8 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
       return serve(rest, env)
     case 'routes':
       return routes(rest, env)
+    case 'target':
+      return target(rest, env)
     case undefined:
     case 'help':
     case '--help':
@@ -112,10 +123,37 @@ async function routes(argv: readonly string[], env: Env): Promise<number> {
   }
 }
 
+async function target(argv: readonly string[], env: Env): Promise<number> {
+  const [action, service, ...rest] = argv
+  const run = { get: targetGet, set: targetSet, clear: targetClear }[action ?? '']
+  if (run === undefined || service === undefined || service.startsWith('-')) {
+    process.stderr.write(`switchyard: usage: switchyard target get|set|clear <service> [flags]\n`)
+    return 2
+  }
+  const { config, token } = readConfig(rest, env, TARGET_FLAGS)
+  const { values } = parseFlags(rest, TARGET_FLAGS)
+  const client = consulClientFor(config, token)
+  try {
+    return await run(
+      {
+        config,
+        client,
+        out: (line) => process.stdout.write(`${line}\n`),
+        err: (line) => process.stderr.write(`${line}\n`),
+      },
+      service,
+      values,
+    )
+  } finally {
+    await client.close()
+  }
+}
+
 function report(err: unknown): number {
   if (err instanceof SwitchyardError) {
     process.stderr.write(`switchyard: ${err.code}: ${err.message}\n`)
-    return err.code === 'SWY_ERR_CONFIG' || err.code === 'SWY_ERR_TOKEN_FILE' ? 2 : 1
+    const usage = ['SWY_ERR_CONFIG', 'SWY_ERR_TOKEN_FILE', 'SWY_ERR_TARGET_INVALID'].includes(err.code)
+    return usage ? 2 : 1
   }
   process.stderr.write(`switchyard: ${(err as Error)?.stack ?? String(err)}\n`)
   return 1

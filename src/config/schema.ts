@@ -6,15 +6,21 @@ import { z } from 'zod'
 const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
 
-/** `250ms`, `5s`, `1.5m`, `1h`, or a number of milliseconds. */
+/** Milliseconds in `250ms`, `5s`, `1.5m` or `1h`; null when the text is not a duration. */
+export function parseDuration(text: string): number | null {
+  const m = DURATION.exec(text.trim())
+  return m === null ? null : Number(m[1]) * (UNIT_MS[m[2] as string] as number)
+}
+
+/** A duration string, or a number of milliseconds. */
 const duration = z.union([z.number().nonnegative(), z.string()]).transform((value, ctx) => {
   if (typeof value === 'number') return value
-  const m = DURATION.exec(value.trim())
-  if (m === null) {
+  const ms = parseDuration(value)
+  if (ms === null) {
     ctx.addIssue({ code: 'custom', message: `"${value}" is not a duration (use e.g. 250ms, 5s, 2m)` })
     return z.NEVER
   }
-  return Number(m[1]) * (UNIT_MS[m[2] as string] as number)
+  return ms
 })
 
 /** `host:port`, `:port` (all interfaces) or `[::1]:port`. */

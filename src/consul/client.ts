@@ -98,8 +98,8 @@ export class ConsulClient {
     await this.pool.destroy()
   }
 
-  private async send(
-    method: 'GET' | 'PUT',
+  async send(
+    method: 'GET' | 'PUT' | 'DELETE',
     path: string,
     query: Query,
     body: string | undefined,
@@ -139,6 +139,21 @@ export class ConsulClient {
       throw new ConsulUnreachableError(this.address, err)
     }
   }
+}
+
+/**
+ * Throws ConsulPermissionError when the token may not read the KV prefix.
+ * Needed because Consul answers a recursive read of a denied prefix with 404
+ * (nothing readable) rather than 403; only an exact read of `<prefix>/` says 403.
+ */
+export async function assertPrefixReadable(
+  client: ConsulClient,
+  prefix: string,
+  signal?: AbortSignal,
+): Promise<void> {
+  const path = `/v1/kv/${prefix.split('/').map(encodeURIComponent).join('/')}/`
+  const res = await client.get(path, {}, { signal, timeoutMs: 10_000 })
+  if (res.status === 403) throw new ConsulPermissionError(path, res.body, `key prefix ${prefix}/`)
 }
 
 /**

@@ -6,9 +6,10 @@
 // nothing of routes or tables.
 
 import type { Clock } from '../clock.js'
+import { ConsulPermissionError } from '../errors.js'
 import type { CatalogSnapshot, InstanceSnapshot, TargetEntry } from '../routing/types.js'
 import { BlockingQuery, type BlockingQueryState } from './blocking-query.js'
-import { type ConsulClient, type ConsulResponse, readBody } from './client.js'
+import { assertPrefixReadable, type ConsulClient, type ConsulResponse, readBody } from './client.js'
 import { parseHealthService, parseKvList, parseServiceList, routedServices } from './normalize.js'
 
 export interface WatchSettings {
@@ -206,17 +207,33 @@ export class TargetWatcher {
     onChange: (entries: readonly TargetEntry[]) => void,
   ) {
     const path = `/v1/kv/${prefix.split('/').map(encodeURIComponent).join('/')}/`
+    const read = blockingFetch(
+      client,
+      settings,
+      path,
+      { recurse: true, stale: settings.stale },
+      `key prefix ${prefix}/`,
+      (res) => {
+        // Consul answers a recursive read it partly denies with the readable
+        // keys only. A hidden key is a target the proxy cannot honour, so that
+        // is an error, not a shorter target list.
+        if (res.filteredByAcl) {
+          throw new ConsulPermissionError(
+            path,
+            'Permission denied (Consul hid keys this token may not read)',
+            `key prefix ${prefix}/`,
+          )
+        }
+      },
+    )
     this.query = loop(
       'targets',
       settings,
       listener,
-      blockingFetch(
-        client,
-        settings,
-        path,
-        { recurse: true, stale: settings.stale },
-        `key prefix ${prefix}/`,
-      ),
+      async (index, signal) => {
+        if (index === 0) await assertPrefixReadable(client, prefix, signal)
+        return read(index, signal)
+      },
       parseKvList,
       (entries) => {
         this.entries = entries

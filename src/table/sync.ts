@@ -54,8 +54,11 @@ export class TableSync {
         // One line when a watch starts failing, then one every 10 failures: an
         // outage of minutes must not write thousands of lines.
         if (consecutive === 1 || consecutive % 10 === 0) {
-          options.log.warn(
-            { watch, code: codeOf(error), err: error.message, consecutive, retryInMs },
+          // A permission error needs an operator; an outage may heal by itself.
+          const code = codeOf(error)
+          const level = code === 'SWY_ERR_CONSUL_PERMISSION' ? 'error' : 'warn'
+          options.log[level](
+            { watch, code, err: error.message, consecutive, retryInMs },
             'consul watch failing',
           )
         }

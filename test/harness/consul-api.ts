@@ -78,6 +78,27 @@ export class ConsulApi {
   async kvDelete(key: string): Promise<void> {
     await this.ok('DELETE', `/v1/kv/${key}`)
   }
+
+  /** Creates a policy with these HCL rules and a token holding only it. */
+  async createToken(
+    name: string,
+    rules: string,
+  ): Promise<{ policyId: string; accessor: string; secret: string }> {
+    const policy = JSON.parse(await this.ok('PUT', '/v1/acl/policy', { Name: name, Rules: rules })) as {
+      ID: string
+    }
+    const token = JSON.parse(
+      await this.ok('PUT', '/v1/acl/token', { Description: name, Policies: [{ ID: policy.ID }] }),
+    ) as {
+      AccessorID: string
+      SecretID: string
+    }
+    return { policyId: policy.ID, accessor: token.AccessorID, secret: token.SecretID }
+  }
+
+  async deleteToken(accessor: string): Promise<void> {
+    await this.ok('DELETE', `/v1/acl/token/${accessor}`)
+  }
 }
 
 function checkId(serviceId: string): string {

@@ -1,0 +1,104 @@
+// Switchyard only ever reads Consul, with the read-only policy shipped in
+// config/acl/. What happens when a token lacks a permission, at start and later.
+
+import { readFileSync } from 'node:fs'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { ConsulApi } from '../harness/consul-api.js'
+import { describeWithConsul } from '../harness/context.js'
+import { startTestProxy, type TestProxy } from '../harness/switchyard.js'
+import { startUpstream, type Upstream } from '../harness/upstream.js'
+import { eventually, uniqueName } from '../harness/wait.js'
+
+const PROXY_POLICY = readFileSync(new URL('../../config/acl/switchyard-proxy.hcl', import.meta.url), 'utf8')
+const CATALOG_ONLY = 'service_prefix "" { policy = "read" }\nnode_prefix "" { policy = "read" }\n'
+
+describeWithConsul('ACL tokens', (consul) => {
+  const api = new ConsulApi(consul)
+  const prefix = `${uniqueName('acl')}-`
+  const targetPrefix = `switchyard/targets/${uniqueName('t')}`
+  const web = uniqueName('web')
+  const upstreams: Upstream[] = []
+  const proxies: TestProxy[] = []
+
+  beforeAll(async () => {
+    upstreams.push(await startUpstream('blue'), await startUpstream('green'))
+    await api.register({
+      id: `${web}-b`,
+      name: web,
+      port: upstreams[0]!.port,
+      tags: [`${prefix}/web`],
+      meta: { version: '1' },
+    })
+    await api.register({
+      id: `${web}-g`,
+      name: web,
+      port: upstreams[1]!.port,
+      tags: [`${prefix}/web`],
+      meta: { version: '2' },
+    })
+  })
+
+  afterAll(async () => {
+    await Promise.all(proxies.map((p) => p.stop()))
+    await api.deregister(`${web}-b`)
+    await api.deregister(`${web}-g`)
+    await Promise.all(upstreams.map((u) => u.close()))
+  })
+
+  it('the proxy token (config/acl/switchyard-proxy.hcl) cannot write target state', async () => {
+    const asProxy = new ConsulApi(consul, consul.proxyToken)
+    const write = await asProxy.call('PUT', `/v1/kv/${targetPrefix}/${web}`, '{"version":"2"}')
+    expect(write.status).toBe(403)
+    const register = await asProxy.call('PUT', '/v1/agent/service/register', { Name: 'intruder', Port: 1 })
+    expect(register.status).toBe(403)
+  })
+
+  it('a token that cannot read the target prefix stops start-up with a clear error; readiness stays false', async () => {
+    const { secret } = await api.createToken(uniqueName('no-kv'), CATALOG_ONLY)
+    const proxy = await startTestProxy(
+      consul,
+      { routing: { tagPrefix: prefix, targetPrefix } },
+      { token: secret, waitLoaded: false },
+    )
+    proxies.push(proxy)
+    await eventually(() => {
+      const line = proxy.logs.find((l) => l.code === 'SWY_ERR_CONSUL_PERMISSION')
+      expect(line?.level).toBe('error')
+      expect(line?.err).toMatch(
+        new RegExp(`^token cannot read key prefix ${targetPrefix}/: 403 Permission denied`),
+      )
+    })
+    const ready = await proxy.admin('/ready')
+    expect(ready.status).toBe(503)
+    expect(JSON.parse(ready.body).reason).toContain('no routing table yet')
+    const res = await proxy.get('/web')
+    expect(res.status).toBe(503)
+    expect(res.body).toContain('no routing table yet')
+  })
+
+  it('a token revoked at run time keeps the last table serving and is reported', async () => {
+    const { accessor, secret } = await api.createToken(uniqueName('revoked'), PROXY_POLICY)
+    await api.kvPut(`${targetPrefix}/${web}`, '{"version":"1"}')
+    const proxy = await startTestProxy(
+      consul,
+      { routing: { tagPrefix: prefix, targetPrefix }, consul: { wait: '2s' } },
+      { token: secret },
+    )
+    proxies.push(proxy)
+    expect((await proxy.get('/web')).body).toBe('blue')
+
+    // Rotated without telling the proxy, or deleted by mistake. Consul checks a
+    // token when a blocking read starts, so the read in flight ends by its wait
+    // time at the latest; the next one is refused and reported.
+    await api.deleteToken(accessor)
+    await eventually(async () => {
+      const problems = JSON.parse((await proxy.admin('/api/problems')).body) as { code: string; subject: string; message: string }[]
+      const p = problems.find((x) => x.subject === 'watch targets')
+      expect(p).toMatchObject({ code: 'SWY_ERR_CONSUL_PERMISSION', message: expect.stringContaining('403 ACL not found') })
+    }, 10_000)
+    // A deploy now writes a new target the proxy cannot read: the last table keeps serving.
+    await api.kvPut(`${targetPrefix}/${web}`, '{"version":"2"}')
+    await new Promise((r) => setTimeout(r, 500))
+    for (let i = 0; i < 5; i++) expect((await proxy.get('/web')).body).toBe('blue')
+  })
+})
