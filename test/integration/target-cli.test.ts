@@ -103,7 +103,7 @@ describeWithConsul('switchyard target', (consul) => {
       [['--version', '1.6.0', '--slice', 'blue'], 'give exactly one of --version, --slice or --weights'],
       [['--weights', '1.5.0=ninety'], '--weights: "1.5.0=ninety" is not version=weight'],
       [['--weights', '1.5.0=0'], '"weights" must not all be zero'],
-      [['--weights', '1.5.0=-5'], 'must be a number >= 0'],
+      [['--weights', '1.5.0=-5'], 'weight of "1.5.0" must be a number >= 0'],
     ] as const) {
       const r = await cli(['set', web, ...args])
       expect(r.code).toBe(2)
