@@ -33,6 +33,8 @@ commands:
                              write the target (check-and-set); --wait returns when traffic follows it
                              (as this Switchyard's admin at URL reports, else a dry-run build)
   target clear <service>     delete the target: every healthy instance gets traffic again
+  healthcheck                exit 0 if this host's Switchyard answers /health on its admin listener
+                             (the container HEALTHCHECK; needs nothing but node)
 
 config flags (override the file and environment):
   --config <file>            YAML config file (default: none; env SWITCHYARD_CONFIG)
@@ -62,6 +64,8 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
       return routes(rest, env)
     case 'target':
       return target(rest, env)
+    case 'healthcheck':
+      return healthcheck(rest, env)
     case undefined:
     case 'help':
     case '--help':
@@ -146,6 +150,19 @@ async function target(argv: readonly string[], env: Env): Promise<number> {
     )
   } finally {
     await client.close()
+  }
+}
+
+async function healthcheck(argv: readonly string[], env: Env): Promise<number> {
+  const path = configPath(argv, env)
+  const file = path === null ? null : { path, text: readFileSync(path, 'utf8') }
+  const { host, port } = loadConfig(argv, env, file).admin.listen
+  const target = host === '0.0.0.0' || host === '' ? '127.0.0.1' : host === '::' ? '[::1]' : host.includes(':') ? `[${host}]` : host
+  try {
+    const res = await fetch(`http://${target}:${port}/health`, { signal: AbortSignal.timeout(2_000) })
+    return res.ok ? 0 : 1
+  } catch {
+    return 1
   }
 }
 

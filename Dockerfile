@@ -1,0 +1,28 @@
+# syntax=docker/dockerfile:1
+# Switchyard container image.
+#   docker build -t switchyard .
+#   docker run -e CONSUL_HTTP_ADDR=consul:8500 -e CONSUL_HTTP_TOKEN_FILE=/run/secrets/switchyard-token \
+#     -p 9999:9999 -p 9998:9998 switchyard
+# Every step below is also run, without Docker, by scripts/image-check (part of `npm test`):
+# the same build script, the same pruned tree, the same start and health-check commands.
+
+FROM node:24-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
+COPY scripts/image-build ./scripts/image-build
+COPY src ./src
+RUN bash scripts/image-build
+
+FROM node:24-bookworm-slim
+ENV NODE_ENV=production \
+    SWITCHYARD_ADMIN_LISTEN=0.0.0.0:9998
+WORKDIR /app
+COPY --from=build /app/package.json ./package.json
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY config ./config
+USER node
+EXPOSE 9999 9998
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s CMD ["node", "dist/cli/main.js", "healthcheck"]
+ENTRYPOINT ["node", "dist/cli/main.js"]
+CMD ["serve", "--config", "config/switchyard.yaml"]
