@@ -6,7 +6,7 @@
 // nothing of routes or tables.
 
 import type { Clock } from '../clock.js'
-import { ConsulPermissionError } from '../errors.js'
+import { ConsulPermissionError, ConsulResponseError } from '../errors.js'
 import type { CatalogSnapshot, InstanceSnapshot, TargetEntry } from '../routing/types.js'
 import { BlockingQuery, type BlockingQueryState } from './blocking-query.js'
 import { assertPrefixReadable, type ConsulClient, type ConsulResponse, readBody } from './client.js'
@@ -65,7 +65,13 @@ function loop<T>(
   return new BlockingQuery<T>({
     name,
     fetch,
-    parse,
+    parse: (body) => {
+      try {
+        return parse(body)
+      } catch (err) {
+        throw new ConsulResponseError(name, (err as Error).message)
+      }
+    },
     onValue,
     onError: (error, consecutive, retryIn) => listener.onError?.(name, error, consecutive, retryIn),
     onRecover: (failedFor) => listener.onRecover?.(name, failedFor),

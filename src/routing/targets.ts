@@ -74,7 +74,3 @@ export function formatTarget(spec: TargetSpec | null): string {
         .join(',')}`
   }
 }
-
-export function sameTarget(a: TargetSpec | null, b: TargetSpec | null): boolean {
-  return formatTarget(a) === formatTarget(b)
-}

@@ -48,8 +48,9 @@ describeWithConsul('Consul outage', (shared) => {
     expect(await servedBy()).toEqual(['a', 'b'])
     expect((await proxy.admin('/ready')).status).toBe(200)
 
-    await agent.stop()
+    // Taken before the stop: the watches may notice the agent going away before stop() returns.
     const downSince = Date.now()
+    await agent.stop()
     await eventually(async () => {
       const ready = await proxy.admin('/ready')
       expect(ready.status).toBe(503)
