@@ -1,11 +1,16 @@
-// The admin listener: liveness, readiness, JSON views, kept apart from the
-// proxy port and on loopback by default.
+// The admin listener: liveness, readiness, metrics, JSON views and the status
+// page, kept apart from the proxy port and on loopback by default.
 
+import { randomBytes } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import FindMyWay from 'find-my-way'
+import { type Clock, systemClock } from '../clock.js'
+import type { Logger } from '../log.js'
 import type { TableStore } from '../table/store.js'
 import type { SyncStatus } from '../table/sync.js'
-import { problemsView, readiness, routesView, targetsView } from './views.js'
+import { ProblemTracker } from './problems.js'
+import { renderStatusPage } from './status-page.js'
+import { readiness, routesView, targetsView, watchesView } from './views.js'
 
 export interface AdminOptions {
   readonly store: TableStore
@@ -13,32 +18,96 @@ export interface AdminOptions {
   readonly readinessMaxStaleMs: number
   /** The effective configuration with secrets already removed. */
   readonly config: unknown
+  /** Prometheus exposition for /metrics; without it /metrics answers 404. */
+  readonly metrics?: () => Promise<{ contentType: string; body: string }>
+  readonly log?: Logger
+  readonly clock?: Clock
 }
 
+/** Seconds between status page refreshes unless `?refresh=N` asks otherwise (0 = off). */
+const DEFAULT_REFRESH_SECONDS = 5
+
 export function createAdminServer(options: AdminOptions): Server {
+  const { store, status } = options
+  const clock = options.clock ?? systemClock
+  const log = options.log
+  const problems = new ProblemTracker(store, status, { clock, log })
   const router = FindMyWay({
     ignoreTrailingSlash: true,
     defaultRoute: (_req, res) => sendJson(res, 404, { error: 'not found' }),
   })
-  const { store, status } = options
+  const ready = () => readiness(status(), options.readinessMaxStaleMs, store.current.generation)
 
   router.on('GET', '/health', (_req, res) => sendJson(res, 200, { status: 'ok' }))
   router.on('GET', '/ready', (_req, res) => {
-    const view = readiness(status(), options.readinessMaxStaleMs, store.current.generation)
+    const view = ready()
     sendJson(res, view.ready ? 200 : 503, view)
   })
   router.on('GET', '/api/routes', (_req, res) => sendJson(res, 200, routesView(store.current)))
   router.on('GET', '/api/targets', (_req, res) => sendJson(res, 200, targetsView(store.current)))
-  router.on('GET', '/api/problems', (_req, res) => sendJson(res, 200, problemsView(store.current, status())))
+  router.on('GET', '/api/problems', (_req, res) => sendJson(res, 200, problems.current()))
+  router.on('GET', '/api/watches', (_req, res) => sendJson(res, 200, watchesView(status())))
   router.on('GET', '/api/config', (_req, res) => sendJson(res, 200, options.config))
+  const metrics = options.metrics
+  if (metrics) {
+    router.on('GET', '/metrics', (_req, res) => {
+      metrics().then(
+        ({ contentType, body }) => send(res, 200, contentType, body),
+        (err: unknown) => {
+          log?.error({ err }, 'collecting metrics failed')
+          send(res, 500, 'text/plain; charset=utf-8', 'collecting metrics failed\n')
+        },
+      )
+    })
+  }
+  router.on('GET', '/', (req, res) => {
+    const now = clock.now()
+    const current = status()
+    const nonce = randomBytes(16).toString('base64')
+    const body = renderStatusPage({
+      now,
+      readiness: ready(),
+      swappedAt: store.swappedAt,
+      routes: routesView(store.current),
+      targets: targetsView(store.current),
+      problems: problems.current(),
+      watches: {
+        total: current.watches.length,
+        failing: current.watches.filter((w) => w.failingSince > 0).map((w) => w.name),
+      },
+      refreshSeconds: refreshSeconds(req.url ?? '/'),
+      nonce,
+    })
+    send(res, 200, 'text/html; charset=utf-8', body, {
+      'content-security-policy': `default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-${nonce}'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`,
+      'x-content-type-options': 'nosniff',
+    })
+  })
 
   return createServer((req: IncomingMessage, res: ServerResponse) => router.lookup(req, res))
 }
 
+function refreshSeconds(url: string): number {
+  const value = new URL(url, 'http://admin').searchParams.get('refresh')
+  if (value === null) return DEFAULT_REFRESH_SECONDS
+  const n = Number(value)
+  return Number.isFinite(n) && n >= 0 ? Math.min(Math.round(n), 3600) : DEFAULT_REFRESH_SECONDS
+}
+
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = `${JSON.stringify(body, null, 2)}\n`
+  send(res, status, 'application/json; charset=utf-8', `${JSON.stringify(body, null, 2)}\n`)
+}
+
+function send(
+  res: ServerResponse,
+  status: number,
+  contentType: string,
+  text: string,
+  headers: Record<string, string> = {},
+): void {
   res.writeHead(status, {
-    'content-type': 'application/json; charset=utf-8',
+    ...headers,
+    'content-type': contentType,
     'content-length': Buffer.byteLength(text),
     'cache-control': 'no-store',
   })

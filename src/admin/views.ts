@@ -2,7 +2,7 @@
 // state, shared by the JSON endpoints and the status page.
 
 import { formatTarget } from '../routing/targets.js'
-import type { Problem, RouteTable, Target } from '../routing/types.js'
+import type { RouteTable, Target } from '../routing/types.js'
 import type { SyncStatus } from '../table/sync.js'
 
 export interface ReadinessView {
@@ -37,6 +37,8 @@ function instanceView(t: Target) {
     version: t.version,
     slice: t.slice,
     state: t.state,
+    healthy: t.state !== 'unhealthy' && t.state !== 'maintenance',
+    selected: t.state === 'serving' || t.state === 'zero-weight',
     weight: Number(t.weight.toFixed(6)),
     options: t.optionsText,
   }
@@ -67,6 +69,17 @@ export function targetsView(table: RouteTable) {
   }))
 }
 
-export function problemsView(table: RouteTable, status: SyncStatus): Problem[] {
-  return [...status.problems, ...table.problems]
+export type RouteView = ReturnType<typeof routesView>[number]
+export type TargetView = ReturnType<typeof targetsView>[number]
+
+/** Each Consul watch: when it last answered, and whether it is failing now. */
+export function watchesView(status: SyncStatus) {
+  return status.watches.map((w) => ({
+    name: w.name,
+    requests: w.requests,
+    errors: w.errors,
+    lastSuccessAt: w.lastSuccessAt > 0 ? new Date(w.lastSuccessAt).toISOString() : null,
+    failingSince: w.failingSince > 0 ? new Date(w.failingSince).toISOString() : null,
+    lastError: w.lastError?.message ?? null,
+  }))
 }

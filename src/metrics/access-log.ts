@@ -1,0 +1,63 @@
+// The optional access log (proxy.accessLog, off by default): one JSON line per
+// finished request with flat fields, so log pipelines need no nested parsing.
+// Built from an allow-list of fields: no request header other than Host and
+// User-Agent is read, so Authorization and Cookie values can never reach it,
+// and the query string is left out because tokens travel there too.
+
+import type { IncomingMessage } from 'node:http'
+import type { Logger } from '../log.js'
+import { clientAddress } from '../proxy/headers.js'
+import type { ProxyObserver } from '../proxy/server.js'
+import type { Route, Target } from '../routing/types.js'
+
+export interface AccessLogLine {
+  readonly method: string
+  readonly host: string
+  /** Path without the query string. */
+  readonly path: string
+  readonly status: number
+  readonly durationMs: number
+  /** Route id, '' when none matched. */
+  readonly route: string
+  readonly service: string
+  readonly version: string
+  /** `node/serviceId` of the instance, '' when none was picked. */
+  readonly instance: string
+  readonly upstream: string
+  readonly client: string
+  readonly userAgent: string
+}
+
+export function accessLogLine(
+  route: Route | null,
+  target: Target | null,
+  status: number,
+  seconds: number,
+  req: IncomingMessage,
+): AccessLogLine {
+  const url = req.url ?? ''
+  const query = url.indexOf('?')
+  return {
+    method: req.method ?? '',
+    host: req.headers.host ?? '',
+    path: query === -1 ? url : url.slice(0, query),
+    status,
+    durationMs: Math.round(seconds * 1e6) / 1e3,
+    route: route?.id ?? '',
+    service: target?.service ?? route?.services.join(',') ?? '',
+    version: target?.version ?? '',
+    instance: target?.key ?? '',
+    upstream: target?.origin ?? '',
+    client: clientAddress(req.socket.remoteAddress),
+    userAgent: req.headers['user-agent'] ?? '',
+  }
+}
+
+export function accessLogObserver(log: Logger): ProxyObserver {
+  return {
+    request(route, target, status, seconds, req) {
+      log.info(accessLogLine(route, target, status, seconds, req), 'request')
+    },
+    upstreamError() {},
+  }
+}

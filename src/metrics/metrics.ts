@@ -1,0 +1,329 @@
+// Prometheus metrics (prom-client), one registry per Switchyard instance.
+//
+// Three sources, three update rules:
+//   - per request: RequestCounters cells on the hot path, read at scrape time;
+//   - per table swap: gauges that describe the table (instances per route and
+//     version, target readiness) are rebuilt from the new table, which also
+//     deletes the series of whatever vanished;
+//   - per scrape: watch state and problems are read from TableSync.status().
+//
+// Several worker processes can later share one scrape through prom-client's
+// AggregatorRegistry: every metric here reports through get(), per-request
+// counters sum across workers, and gauges that describe the one shared table
+// use the `first` aggregator instead of adding up copies.
+
+import { Counter, collectDefaultMetrics, Gauge, Histogram, type MetricType, Registry } from 'prom-client'
+import type { ProxyObserver } from '../proxy/server.js'
+import type { RouteTable } from '../routing/types.js'
+import type { TableStore } from '../table/store.js'
+import type { SyncStatus } from '../table/sync.js'
+import {
+  DURATION_BUCKETS,
+  type DurationSeries,
+  type EventCount,
+  RequestCounters,
+  STATUS_CLASSES,
+  UPSTREAM_ERROR_REASONS,
+} from './request-counters.js'
+
+export interface MetricsOptions {
+  readonly store: TableStore
+  readonly status: () => SyncStatus
+  /** Node.js process metrics (CPU, memory, event loop, GC); on unless a test turns them off. */
+  readonly defaultMetrics?: boolean
+}
+
+const TABLE_BUILD_BUCKETS = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1]
+
+export class SwitchyardMetrics {
+  readonly registry = new Registry()
+  readonly counters = new RequestCounters()
+  /** Feeds the request counters; cheap enough to stay on for every request. */
+  readonly observer: ProxyObserver
+  private readonly tableBuild: Histogram<'changed'>
+  private readonly swaps: Counter
+  private readonly generation: Gauge
+  private readonly instancesHealthy: Gauge<'service' | 'route' | 'version'>
+  private readonly instancesServing: Gauge<'service' | 'route' | 'version'>
+  private readonly targetReady: Gauge<'service'>
+
+  constructor(options: MetricsOptions) {
+    const { registry, counters } = this
+    const registers = [registry]
+    const { status } = options
+
+    new Counter({
+      name: 'switchyard_requests_total',
+      help: 'Requests answered, by service, route, instance version and status class. Requests that matched no route have empty labels.',
+      labelNames: ['service', 'route', 'version', 'status_class'],
+      registers,
+      collect() {
+        this.reset()
+        for (const s of counters.requestSeries()) {
+          s.byClass.forEach((n, i) => {
+            if (n > 0) {
+              const labels = { service: s.service, route: s.route, version: s.version }
+              this.inc({ ...labels, status_class: STATUS_CLASSES[i] as string }, n)
+            }
+          })
+        }
+      },
+    })
+    registry.registerMetric(
+      new CellHistogram(
+        {
+          name: 'switchyard_request_duration_seconds',
+          help: 'Time from the request arriving to the response ending, by service and route.',
+          labelNames: ['service', 'route'],
+          buckets: [...DURATION_BUCKETS],
+          registers: [],
+        },
+        () => counters.durationSeries(),
+      ),
+    )
+    new Counter({
+      name: 'switchyard_upstream_errors_total',
+      help: 'Failed exchanges with an instance, by service and reason (connect, timeout, reset).',
+      labelNames: ['service', 'reason'],
+      registers,
+      collect() {
+        this.reset()
+        for (const e of counters.errorSeries()) {
+          e.byReason.forEach((n, i) => {
+            if (n > 0) this.inc({ service: e.service, reason: UPSTREAM_ERROR_REASONS[i] as string }, n)
+          })
+        }
+      },
+    })
+
+    const events = (name: string, help: string, labelNames: string[], counts: () => Iterable<EventCount>) =>
+      new Counter({
+        name,
+        help,
+        labelNames,
+        registers,
+        collect() {
+          this.reset()
+          for (const c of counts()) this.inc(c.labels, c.n)
+        },
+      })
+    events(
+      'switchyard_timeouts_total',
+      'Timeouts by kind: connect, response-headers, idle (towards an instance of service) and client-headers (a slow client; service "").',
+      ['service', 'kind'],
+      () => counters.timeoutCounts(),
+    )
+    events(
+      'switchyard_instance_ejections_total',
+      'Instances taken out by passive health after repeated connect failures, by service.',
+      ['service'],
+      () => counters.ejectionCounts(),
+    )
+    events(
+      'switchyard_rejected_requests_total',
+      'Requests refused before routing as malformed or hostile, by reason (they also count in switchyard_requests_total with empty labels).',
+      ['reason'],
+      () => counters.rejectionCounts(),
+    )
+
+    this.instancesHealthy = new Gauge({
+      name: 'switchyard_route_instances_healthy',
+      help: 'Instances on a route whose checks pass (serving or not), by service, route and version.',
+      labelNames: ['service', 'route', 'version'],
+      aggregator: 'first',
+      registers,
+    })
+    this.instancesServing = new Gauge({
+      name: 'switchyard_route_instances_serving',
+      help: 'Instances on a route that get traffic: healthy, in the target state, weight above 0.',
+      labelNames: ['service', 'route', 'version'],
+      aggregator: 'first',
+      registers,
+    })
+    this.targetReady = new Gauge({
+      name: 'switchyard_target_ready',
+      help: "1 when a service's desired target state is served, 0 while it waits for healthy instances.",
+      labelNames: ['service'],
+      aggregator: 'first',
+      registers,
+    })
+    this.generation = new Gauge({
+      name: 'switchyard_table_generation',
+      help: 'Generation of the routing table in use; 0 until the first table is built from Consul.',
+      aggregator: 'first',
+      registers,
+    })
+    this.swaps = new Counter({
+      name: 'switchyard_table_swaps_total',
+      help: 'Routing tables swapped in.',
+      aggregator: 'first',
+      registers,
+    })
+    this.tableBuild = new Histogram({
+      name: 'switchyard_table_build_duration_seconds',
+      help: 'Time to build a routing table from a Consul snapshot, by whether the result differed.',
+      labelNames: ['changed'],
+      buckets: TABLE_BUILD_BUCKETS,
+      aggregator: 'first',
+      registers,
+    })
+
+    new Counter({
+      name: 'switchyard_consul_watch_errors_total',
+      help: 'Failed requests of a Consul watch (services, health:<service>, targets).',
+      labelNames: ['watch'],
+      aggregator: 'first',
+      registers,
+      collect() {
+        this.reset()
+        for (const w of status().watches) this.inc({ watch: w.name }, w.errors)
+      },
+    })
+    new Gauge({
+      name: 'switchyard_consul_watch_last_success_timestamp_seconds',
+      help: 'When a Consul watch last got an answer (Unix time); 0 before its first.',
+      labelNames: ['watch'],
+      aggregator: 'first',
+      registers,
+      collect() {
+        this.reset()
+        for (const w of status().watches) this.set({ watch: w.name }, w.lastSuccessAt / 1000)
+      },
+    })
+    new Gauge({
+      name: 'switchyard_consul_stale_seconds',
+      help: 'How long the oldest failing Consul watch has failed; 0 while all are current. /ready turns false above readiness.maxStale.',
+      aggregator: 'first',
+      registers,
+      collect() {
+        this.set(status().staleForMs / 1000)
+      },
+    })
+    new Gauge({
+      name: 'switchyard_problems',
+      help: 'Problems listed by /api/problems (bad tags, bad target keys, Consul errors), by error code.',
+      labelNames: ['code'],
+      aggregator: 'first',
+      registers,
+      collect() {
+        this.reset()
+        const byCode = new Map<string, number>()
+        for (const p of [...status().problems, ...options.store.current.problems])
+          byCode.set(p.code, (byCode.get(p.code) ?? 0) + 1)
+        for (const [code, n] of byCode) this.set({ code }, n)
+      },
+    })
+
+    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry })
+
+    this.observer = {
+      request: (route, target, status, seconds) => counters.request(route, target, status, seconds),
+      upstreamError: (target, reason) => counters.upstreamError(target, reason),
+      rejected: (reason) => counters.rejected(reason),
+      timeout: (kind, target) => counters.timeout(kind, target),
+      passiveHealth: (target, ejected) => {
+        if (ejected) counters.ejection(target)
+      },
+    }
+    this.onSwap(options.store.current, false)
+    options.store.onSwap((table) => this.onSwap(table, true))
+  }
+
+  /** For TableSync's onBuild hook. */
+  observeBuild(durationMs: number, changed: boolean): void {
+    this.tableBuild.observe({ changed: String(changed) }, durationMs / 1000)
+  }
+
+  /** Prometheus text exposition of every metric. */
+  async text(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() }
+  }
+
+  private onSwap(table: RouteTable, swapped: boolean): void {
+    this.counters.retain(table)
+    if (swapped) this.swaps.inc()
+    this.generation.set(table.generation)
+
+    const healthy = new Map<string, { labels: Record<'service' | 'route' | 'version', string>; n: number }>()
+    const serving = new Map<string, number>()
+    for (const route of table.routes) {
+      for (const t of [...route.targets, ...route.idle]) {
+        const key = `${t.service}\0${route.id}\0${t.version}`
+        const entry = healthy.get(key) ?? {
+          labels: { service: t.service, route: route.id, version: t.version },
+          n: 0,
+        }
+        if (t.state !== 'unhealthy' && t.state !== 'maintenance') entry.n += 1
+        healthy.set(key, entry)
+        if (t.state === 'serving') serving.set(key, (serving.get(key) ?? 0) + 1)
+      }
+    }
+    this.instancesHealthy.reset()
+    this.instancesServing.reset()
+    for (const [key, { labels, n }] of healthy) {
+      this.instancesHealthy.set(labels, n)
+      this.instancesServing.set(labels, serving.get(key) ?? 0)
+    }
+    this.targetReady.reset()
+    for (const s of table.targets) this.targetReady.set({ service: s.service }, s.ready ? 1 : 0)
+  }
+}
+
+type DurationLabel = 'service' | 'route' | 'le'
+
+/**
+ * A histogram whose buckets live in RequestCounters cells: prom-client's own
+ * per-observation bookkeeping is bypassed, and get() reports the cells in the
+ * same shape a prom-client Histogram reports (so registries and the cluster
+ * aggregator treat it as one).
+ */
+class CellHistogram extends Histogram<DurationLabel> {
+  private readonly source: () => Iterable<DurationSeries>
+  private readonly meta: { name: string; help: string }
+
+  constructor(
+    config: ConstructorParameters<typeof Histogram<DurationLabel>>[0],
+    source: () => Iterable<DurationSeries>,
+  ) {
+    super(config)
+    this.source = source
+    this.meta = { name: config.name, help: config.help }
+  }
+
+  override async get() {
+    return this.snapshot()
+  }
+
+  /** The registry prefers this over get() when formatting text. */
+  async getForPromString() {
+    return this.snapshot()
+  }
+
+  private snapshot() {
+    const name = this.meta.name
+    const values: {
+      value: number
+      labels: Partial<Record<DurationLabel, string | number>>
+      metricName: string
+    }[] = []
+    for (const d of this.source()) {
+      const labels = { service: d.service, route: d.route }
+      let cumulative = 0
+      DURATION_BUCKETS.forEach((le, i) => {
+        cumulative += d.buckets[i] ?? 0
+        values.push({ value: cumulative, labels: { ...labels, le }, metricName: `${name}_bucket` })
+      })
+      values.push({ value: d.count, labels: { ...labels, le: '+Inf' }, metricName: `${name}_bucket` })
+      values.push({ value: d.sum, labels, metricName: `${name}_sum` })
+      values.push({ value: d.count, labels, metricName: `${name}_count` })
+    }
+    return {
+      name,
+      help: this.meta.help,
+      type: 'histogram' as unknown as MetricType,
+      aggregator: 'sum' as const,
+      collect: () => {},
+      values,
+    }
+  }
+}

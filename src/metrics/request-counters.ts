@@ -1,0 +1,214 @@
+// Per-request accounting for the hot path. Cells of plain numbers are laid out
+// once per table swap, one per label set, and each Route and Target of the
+// table is mapped to its cell; a finished request then costs one WeakMap
+// lookup and a few increments. prom-client reads the cells only at scrape time
+// (see metrics.ts). bench/metrics-observe.ts measures this against calling
+// prom-client's labelled inc/observe per request (figures in docs/operating.md).
+//
+// A swap keeps the cells whose labels the new table still has (their counts
+// carry on) and drops the others, so the series of a vanished route or version
+// disappear from /metrics. A request that started on an older table and ends
+// after the swap still finds its cell through the WeakMap; if the cell was
+// dropped, the count goes nowhere, which is what dropping the series means.
+
+import type { RejectReason, TimeoutKind, UpstreamErrorReason } from '../proxy/server.js'
+import type { Route, RouteTable, Target } from '../routing/types.js'
+
+/** Upper bounds (seconds) of the request duration histogram; few, as labels multiply them. */
+export const DURATION_BUCKETS: readonly number[] = [0.005, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5]
+
+export const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const
+
+export const UPSTREAM_ERROR_REASONS: readonly UpstreamErrorReason[] = ['connect', 'timeout', 'reset']
+
+/** Requests of one service, route and version, by status class. */
+export interface RequestSeries {
+  readonly service: string
+  readonly route: string
+  readonly version: string
+  /** Counts indexed like STATUS_CLASSES. */
+  readonly byClass: number[]
+  readonly duration: DurationSeries
+}
+
+/** Request durations of one service and route. */
+export interface DurationSeries {
+  readonly service: string
+  readonly route: string
+  /** Per-bucket (not cumulative) counts; the last slot is +Inf. */
+  readonly buckets: number[]
+  sum: number
+  count: number
+}
+
+export interface ServiceErrors {
+  readonly service: string
+  /** Counts indexed like UPSTREAM_ERROR_REASONS. */
+  readonly byReason: number[]
+}
+
+/** A count under a few labels, for events rarer than requests (timeouts, ejections, rejections). */
+export interface EventCount {
+  readonly labels: Readonly<Record<string, string>>
+  n: number
+}
+
+/** The label set of requests that matched no route: fixed, never the raw path. */
+export const UNROUTED = { service: '', route: '', version: '' } as const
+
+export class RequestCounters {
+  private readonly series = new Map<string, RequestSeries>()
+  private readonly durations = new Map<string, DurationSeries>()
+  private readonly errors = new Map<string, ServiceErrors>()
+  private readonly byTarget = new WeakMap<Target, RequestSeries>()
+  private readonly byRoute = new WeakMap<Route, RequestSeries>()
+  private readonly unrouted: RequestSeries
+  private liveServices = new Set<string>()
+  private readonly timeouts = new Map<string, EventCount>()
+  private readonly ejections = new Map<string, EventCount>()
+  private readonly rejections = new Map<string, EventCount>()
+
+  constructor() {
+    this.unrouted = this.seriesFor(UNROUTED.service, UNROUTED.route, UNROUTED.version)
+  }
+
+  /** Lays out the cells of a new table and drops those of label sets it no longer has. */
+  retain(table: RouteTable): void {
+    const series = new Set<string>([seriesKey(UNROUTED.service, UNROUTED.route, UNROUTED.version)])
+    const durations = new Set<string>([durationKey(UNROUTED.service, UNROUTED.route)])
+    const services = new Set<string>()
+    for (const route of table.routes) {
+      // Answers decided before an instance was picked (403, 503) count under
+      // the route with an empty version.
+      const routeService = route.services.join(',')
+      this.byRoute.set(route, this.seriesFor(routeService, route.id, ''))
+      series.add(seriesKey(routeService, route.id, ''))
+      durations.add(durationKey(routeService, route.id))
+      for (const list of [route.targets, route.idle]) {
+        for (const target of list) {
+          this.byTarget.set(target, this.seriesFor(target.service, route.id, target.version))
+          series.add(seriesKey(target.service, route.id, target.version))
+          durations.add(durationKey(target.service, route.id))
+          services.add(target.service)
+        }
+      }
+    }
+    for (const key of this.series.keys()) if (!series.has(key)) this.series.delete(key)
+    for (const key of this.durations.keys()) if (!durations.has(key)) this.durations.delete(key)
+    for (const key of this.errors.keys()) if (!services.has(key)) this.errors.delete(key)
+    for (const [key, c] of this.timeouts)
+      if (c.labels.service !== '' && !services.has(c.labels.service!)) this.timeouts.delete(key)
+    for (const key of this.ejections.keys()) if (!services.has(key)) this.ejections.delete(key)
+    this.liveServices = services
+  }
+
+  /** The hot path: one finished request. */
+  request(route: Route | null, target: Target | null, status: number, seconds: number): void {
+    const series =
+      target !== null ? this.byTarget.get(target) : route !== null ? this.byRoute.get(route) : this.unrouted
+    if (series === undefined) return
+    const cls = ((status / 100) | 0) - 1
+    series.byClass[Math.max(0, Math.min(cls, 4))]! += 1
+    const d = series.duration
+    d.count += 1
+    d.sum += seconds
+    let i = 0
+    while (i < DURATION_BUCKETS.length && seconds > DURATION_BUCKETS[i]!) i++
+    d.buckets[i]! += 1
+  }
+
+  upstreamError(target: Target, reason: UpstreamErrorReason): void {
+    // A late error from an instance of a vanished service must not bring its series back.
+    if (!this.liveServices.has(target.service)) return
+    let cell = this.errors.get(target.service)
+    if (cell === undefined) {
+      cell = { service: target.service, byReason: [0, 0, 0] }
+      this.errors.set(target.service, cell)
+    }
+    const i = UPSTREAM_ERROR_REASONS.indexOf(reason)
+    cell.byReason[i < 0 ? 2 : i]! += 1
+  }
+
+  /** A timeout towards an instance, or of a slow client (target null). */
+  timeout(kind: TimeoutKind, target: Target | null): void {
+    const service = target?.service ?? ''
+    if (service !== '' && !this.liveServices.has(service)) return
+    bump(this.timeouts, `${service}\0${kind}`, { service, kind })
+  }
+
+  /** Passive health took an instance out after repeated connect failures. */
+  ejection(target: Target): void {
+    if (!this.liveServices.has(target.service)) return
+    bump(this.ejections, target.service, { service: target.service })
+  }
+
+  /** A request refused as malformed or hostile before routing. */
+  rejected(reason: RejectReason): void {
+    bump(this.rejections, reason, { reason })
+  }
+
+  timeoutCounts(): IterableIterator<EventCount> {
+    return this.timeouts.values()
+  }
+
+  ejectionCounts(): IterableIterator<EventCount> {
+    return this.ejections.values()
+  }
+
+  rejectionCounts(): IterableIterator<EventCount> {
+    return this.rejections.values()
+  }
+
+  requestSeries(): IterableIterator<RequestSeries> {
+    return this.series.values()
+  }
+
+  durationSeries(): IterableIterator<DurationSeries> {
+    return this.durations.values()
+  }
+
+  errorSeries(): IterableIterator<ServiceErrors> {
+    return this.errors.values()
+  }
+
+  private seriesFor(service: string, route: string, version: string): RequestSeries {
+    const key = seriesKey(service, route, version)
+    let series = this.series.get(key)
+    if (series === undefined) {
+      series = {
+        service,
+        route,
+        version,
+        byClass: [0, 0, 0, 0, 0],
+        duration: this.durationFor(service, route),
+      }
+      this.series.set(key, series)
+    }
+    return series
+  }
+
+  private durationFor(service: string, route: string): DurationSeries {
+    const key = durationKey(service, route)
+    let duration = this.durations.get(key)
+    if (duration === undefined) {
+      duration = { service, route, buckets: new Array(DURATION_BUCKETS.length + 1).fill(0), sum: 0, count: 0 }
+      this.durations.set(key, duration)
+    }
+    return duration
+  }
+}
+
+function bump(counts: Map<string, EventCount>, key: string, labels: Record<string, string>): void {
+  const count = counts.get(key)
+  if (count === undefined) counts.set(key, { labels, n: 1 })
+  else count.n += 1
+}
+
+// NUL cannot occur in Consul names, tags or meta values that reach a route id.
+function seriesKey(service: string, route: string, version: string): string {
+  return `${service}\0${route}\0${version}`
+}
+
+function durationKey(service: string, route: string): string {
+  return `${service}\0${route}`
+}
