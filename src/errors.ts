@@ -26,6 +26,10 @@ export const ERROR_CODES = {
   SWY_ERR_BAD_REQUEST: 'The client sent a request Switchyard will not forward (400).',
   SWY_ERR_TARGET_WRITE: 'The operator command could not write the target (conflict or permission).',
   SWY_ERR_TARGET_WAIT: 'The operator command timed out waiting for the new target to be served.',
+  SWY_ERR_HEADERS_TOO_LARGE: 'The request line and headers exceed proxy.maxHeaderSize (431).',
+  SWY_ERR_CLIENT_TIMEOUT:
+    'The client did not send its request headers within proxy.timeouts.clientHeaders (408).',
+  SWY_ERR_METHOD_NOT_ALLOWED: 'CONNECT: Switchyard is a reverse proxy and does not open tunnels (405).',
 } as const
 
 export type ErrorCode = keyof typeof ERROR_CODES

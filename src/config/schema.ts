@@ -60,6 +60,14 @@ export const configSchema = z
           })
           .strict()
           .prefault({}),
+        passiveHealth: z
+          .object({
+            failures: z.number().int().min(0).max(100).default(3),
+            ejectFor: duration.prefault('10s'),
+            ejectForMax: duration.prefault('2m'),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),
@@ -130,6 +138,13 @@ export const configSchema = z
         code: 'custom',
         path: ['consul', 'wait'],
         message: 'must be between 1s and 10m (Consul caps it at 10m)',
+      })
+    }
+    if (c.proxy.passiveHealth.ejectForMax < c.proxy.passiveHealth.ejectFor) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['proxy', 'passiveHealth', 'ejectForMax'],
+        message: 'must not be below proxy.passiveHealth.ejectFor',
       })
     }
     if (c.consul.backoffMax < c.consul.backoffInitial) {

@@ -4,8 +4,10 @@
 //     the client timeout is set above wait + Consul's wait/16 jitter;
 //   - an index that goes backwards (agent restart, snapshot restore, leader
 //     change) resets the loop to index 0, a fresh non-blocking read;
-//   - an index below 1 is raised to 1 so a buggy 0 cannot make every request
-//     return at once;
+//   - an index below 1 is raised to 1, and while answers keep carrying no
+//     usable index (X-Consul-Index missing or 0) the loop polls with the error
+//     backoff: such answers come back at once, so minIntervalMs alone would
+//     let every watch send Consul dozens of requests per second;
 //   - requests are rate-limited per loop (minIntervalMs), so even a Consul that
 //     answers instantly forever costs a bounded number of requests per second;
 //   - errors back off exponentially with jitter and the loop never gives up: it
@@ -53,6 +55,8 @@ export class BlockingQuery<T> {
   private readonly controller = new AbortController()
   private running: Promise<void> | null = null
   private lastBody: string | null = null
+  /** Answers in a row without a usable X-Consul-Index. */
+  private badIndexes = 0
   private firstValue!: () => void
   private firstOutcome!: () => void
   /** Resolves with the first value passed on (never rejects; errors keep retrying). */
@@ -121,6 +125,8 @@ export class BlockingQuery<T> {
           this.firstValue()
         }
         this.firstOutcome()
+        this.badIndexes = res.index < 1 ? this.badIndexes + 1 : 0
+        if (this.badIndexes > 0) await this.clock.sleep(this.backoff(this.badIndexes), signal)
       } catch (err) {
         if (signal.aborted) return
         const error = err instanceof Error ? err : new Error(String(err))

@@ -14,6 +14,8 @@ export interface ForwardOptions {
   readonly headers: string[]
   /** The client's body, or null when the request has none. */
   readonly body: IncomingMessage | null
+  /** Read when the response head is written: while draining, the client connection closes after it. */
+  readonly drain?: { readonly draining: boolean }
 }
 
 /** How a forward ended. `responded` tells whether the client already got headers. */
@@ -22,13 +24,15 @@ export type ForwardDone = (error: Error | null, responded: boolean, status: numb
 class ResponseHandler implements Dispatcher.DispatchHandler {
   private readonly res: ServerResponse
   private readonly done: ForwardDone
+  private readonly drain: { readonly draining: boolean } | undefined
   private controller: Dispatcher.DispatchController | null = null
   private status = 0
   private finished = false
 
-  constructor(res: ServerResponse, done: ForwardDone) {
+  constructor(res: ServerResponse, done: ForwardDone, drain?: { readonly draining: boolean }) {
     this.res = res
     this.done = done
+    this.drain = drain
     res.on('drain', this.onDrain)
     res.on('close', this.onClientClose)
   }
@@ -44,8 +48,18 @@ class ResponseHandler implements Dispatcher.DispatchHandler {
     headers: Record<string, string | string[] | undefined>,
     statusMessage?: string,
   ): void {
+    // Informational answers (100, 103) are not relayed: the client gets the final head only.
+    if (statusCode < 200) return
+    // Shutdown began while this request waited for its answer.
+    if (this.drain?.draining) this.res.shouldKeepAlive = false
+    try {
+      this.res.writeHead(statusCode, statusMessage || undefined, clientResponseHeaders(headers))
+    } catch (err) {
+      // A head Node will not write (invalid characters from the upstream).
+      _controller.abort(err as Error)
+      return
+    }
     this.status = statusCode
-    this.res.writeHead(statusCode, statusMessage || undefined, clientResponseHeaders(headers))
     // Send the head at once: a server-sent-events stream may not write a byte for a while.
     this.res.flushHeaders()
   }
@@ -74,6 +88,11 @@ class ResponseHandler implements Dispatcher.DispatchHandler {
   private finish(error: Error | null): void {
     if (this.finished) return
     this.finished = true
+    // A client that hung up mid-upload shows as an error of the request body;
+    // it is the client's doing, not the instance's.
+    if (error !== null && this.res.socket?.destroyed !== false && !this.res.writableFinished) {
+      error = new ClientGoneError()
+    }
     this.res.off('drain', this.onDrain)
     this.res.off('close', this.onClientClose)
     this.done(error, this.status !== 0, this.status)
@@ -93,7 +112,7 @@ export function forward(
   options: ForwardOptions,
   done: ForwardDone,
 ): void {
-  const handler = new ResponseHandler(res, done)
+  const handler = new ResponseHandler(res, done, options.drain)
   upstream.dispatch(
     {
       method: options.method as Dispatcher.HttpMethod,

@@ -81,17 +81,25 @@ export class Balancer {
     return route.targets[lo] as Target
   }
 
-  /** Fewest in-flight requests per unit of weight; ties go round robin. */
+  /**
+   * Fewest in-flight requests per unit of weight. The weighted round-robin
+   * candidate wins unless another instance is strictly less loaded, so an idle
+   * or lightly loaded route splits traffic exactly by weight (a plain
+   * "lowest (n+1)/weight" would send every request to the heaviest instance
+   * while nothing is in flight) and a busy one balances load per weight.
+   */
   private leastOutstanding(route: Route, usable?: (target: Target) => boolean): Target | null {
-    const start = this.nextInSchedule(route)
+    const candidate = this.nextInSchedule(route)
     let best: Target | null = null
     let bestScore = Number.POSITIVE_INFINITY
-    const n = route.targets.length
-    const offset = route.targets.indexOf(start)
-    for (let k = 0; k < n; k++) {
-      const target = route.targets[(offset + k) % n] as Target
-      if (usable && !usable(target)) continue
-      const score = (this.outstanding(target) + 1) / target.weight
+    if (!usable || usable(candidate)) {
+      best = candidate
+      bestScore = this.outstanding(candidate) / candidate.weight
+      if (bestScore === 0) return best
+    }
+    for (const target of route.targets) {
+      if (target === candidate || (usable && !usable(target))) continue
+      const score = this.outstanding(target) / target.weight
       if (score < bestScore) {
         best = target
         bestScore = score

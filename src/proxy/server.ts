@@ -1,21 +1,36 @@
 // The proxy listener. Per request: read the current table once, normalise the
-// path, look up the route, check access, pick an instance, forward. Everything
-// else (indexes, weights, origins, Host headers) was computed when the table
-// was built.
+// path, look up the route, check access, pick an instance, forward (resolve.ts
+// does all but the last). Everything else (indexes, weights, origins, Host
+// headers) was computed when the table was built. Malformed and hostile input
+// is answered here with a clean 4xx and counted; Node's parser catches most of
+// it ('clientError'), resolve.ts the rest.
 
-import { createServer, type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from 'node:http'
-import { BlockList } from 'node:net'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { performance } from 'node:perf_hooks'
+import type { Duplex } from 'node:stream'
 import type { ErrorCode } from '../errors.js'
 import type { Logger } from '../log.js'
-import { lookupRoute } from '../routing/lookup.js'
-import { normalizePath, splitRequestTarget } from '../routing/path.js'
-import type { AccessRules, Route, Target } from '../routing/types.js'
+import type { Route, Target } from '../routing/types.js'
 import type { TableStore } from '../table/store.js'
 import { type ForwardOptions, forward } from './forward.js'
 import { clientAddress, upstreamRequestHeaders } from './headers.js'
+import type { PassiveHealth } from './health.js'
+import {
+  classifyUpstreamError,
+  describe,
+  errorBody,
+  failureStatus,
+  rawResponse,
+  type UpstreamFailure,
+  upstreamPath,
+} from './outcome.js'
 import type { Balancer } from './pickers.js'
+import { createResolver, type RejectReason, type Resolution } from './resolve.js'
+import { createUpgradeHandler } from './upgrade.js'
 import type { Upstreams } from './upstreams.js'
+
+export { classifyUpstreamError, type UpstreamFailure } from './outcome.js'
+export type { RejectReason } from './resolve.js'
 
 export type UpstreamErrorReason = 'connect' | 'timeout' | 'reset'
 
@@ -30,7 +45,21 @@ export interface ProxyObserver {
     req: IncomingMessage,
   ): void
   upstreamError(target: Target, reason: UpstreamErrorReason, error: Error): void
+  /**
+   * A request refused as malformed or hostile before routing, with the status
+   * the client got. Optional so existing observers need not change.
+   */
+  rejected?(reason: RejectReason, status: number): void
+  /**
+   * A timeout fired: `connect`, `response-headers` and `idle` (response body)
+   * towards `target`; `client-headers` (slow client, 408) with target null.
+   */
+  timeout?(kind: TimeoutKind, target: Target | null): void
+  /** Passive health ejected an instance (`ejected`, for `forMs`) or let it back in. */
+  passiveHealth?(target: Target, ejected: boolean, forMs: number): void
 }
+
+export type TimeoutKind = 'connect' | 'response-headers' | 'idle' | 'client-headers'
 
 export const NO_OBSERVER: ProxyObserver = {
   request() {},
@@ -43,8 +72,14 @@ export interface ProxyOptions {
   readonly upstreams: Upstreams
   readonly log: Logger
   readonly observer?: ProxyObserver
-  /** Extra attempts on another instance after a connect failure (idempotent requests only). */
+  /**
+   * Extra attempts after a failure that cannot have reached the application
+   * (connect failure; connection closed before any answer), for idempotent
+   * requests without a body only.
+   */
   readonly retries: number
+  /** Passive health (consecutive connect failures eject an instance); null to turn it off. */
+  readonly health?: PassiveHealth | null
 }
 
 export interface ProxyServerOptions {
@@ -56,112 +91,64 @@ export interface ProxyServerOptions {
 }
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
-const VALID_HOST = /^[A-Za-z0-9.\-_:[\]]*$/
+
+/** Shared between the listener and drainProxyServer. */
+interface ProxyState {
+  /** Set on shutdown: every response closes its connection. */
+  draining: boolean
+  /** Client sockets of live WebSocket (upgraded) connections; the HTTP server no longer tracks them. */
+  readonly tunnels: Set<Duplex>
+}
 
 export function createProxyHandler(
   options: ProxyOptions,
+  state: ProxyState = { draining: false, tunnels: new Set() },
 ): (req: IncomingMessage, res: ServerResponse) => void {
-  const { store, balancer, upstreams, log, retries } = options
+  const { balancer, upstreams, log, retries } = options
+  const health = options.health ?? null
   const observer = options.observer ?? NO_OBSERVER
-  const accessLists = new WeakMap<AccessRules, { allow: BlockList | null; deny: BlockList | null }>()
+  const resolve = createResolver({ store: options.store, balancer, health })
 
   // Returns undefined so that `return reply(...)` ends a branch in one line.
   function handle(req: IncomingMessage, res: ServerResponse): undefined {
     const started = performance.now()
-    const table = store.current
-    const target = splitRequestTarget(req.url ?? '/')
-    const host = target.host ?? req.headers.host ?? ''
-    const path = normalizePath(target.path)
-    if (path === null || !VALID_HOST.test(host)) {
-      return reply(
-        req,
-        res,
-        started,
-        null,
-        400,
-        'SWY_ERR_BAD_REQUEST',
-        'malformed request path or Host header',
-      )
+    if (state.draining) res.shouldKeepAlive = false
+    const resolved = resolve(req)
+    if (resolved.kind === 'reply') {
+      if (resolved.reject !== null) {
+        // The connection's framing or identity is in doubt: do not reuse it.
+        res.shouldKeepAlive = false
+        observer.rejected?.(resolved.reject, resolved.status)
+      }
+      return reply(req, res, started, resolved.route, resolved.status, resolved.code, resolved.message)
     }
-    if (table.generation === 0) {
-      return reply(
-        req,
-        res,
-        started,
-        null,
-        503,
-        'SWY_ERR_NO_HEALTHY_INSTANCE',
-        'no routing table yet: Switchyard is still reading Consul',
-      )
-    }
-    const route = lookupRoute(table, host, path)
-    if (route === null) {
-      return reply(req, res, started, null, 404, 'SWY_ERR_NO_ROUTE', `no route for ${host}${path}`)
-    }
-    const ip = clientAddress(req.socket.remoteAddress)
-    if (route.access.length > 0 && !allowed(route, ip)) {
-      return reply(
-        req,
-        res,
-        started,
-        route,
-        403,
-        'SWY_ERR_ACCESS_DENIED',
-        `${ip} may not use route ${route.id}`,
-      )
-    }
-    const chosen = balancer.pick(route)
-    if (chosen === null) {
-      const services = route.services.join(', ')
-      return reply(
-        req,
-        res,
-        started,
-        route,
-        503,
-        'SWY_ERR_NO_HEALTHY_INSTANCE',
-        `no healthy instance for route ${route.id} (service ${services})`,
-      )
-    }
-    if (chosen.redirect !== null) {
-      const location = chosen.redirect.url.replaceAll('$path', path + target.query)
-      res.writeHead(chosen.redirect.status, { location, 'content-length': 0 })
+    if (resolved.kind === 'redirect') {
+      const status = resolved.target.redirect?.status ?? 302
+      res.writeHead(status, { location: resolved.location, 'content-length': 0 })
       res.end()
-      observer.request(route, chosen, chosen.redirect.status, (performance.now() - started) / 1000, req)
+      observer.request(resolved.route, resolved.target, status, (performance.now() - started) / 1000, req)
       return
     }
-    return send(req, res, started, route, chosen, host, path, target.query, 0)
+    return send(req, res, started, resolved, resolved.target, 0)
   }
 
   function send(
     req: IncomingMessage,
     res: ServerResponse,
     started: number,
-    route: Route,
+    resolved: Extract<Resolution, { kind: 'forward' }>,
     chosen: Target,
-    host: string,
-    path: string,
-    query: string,
     attempt: number,
   ): undefined {
+    const { route, host } = resolved
     const hasBody =
       req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0'
-    let upstreamPath = path
-    let prefix = ''
-    if (chosen.strip && upstreamPath.startsWith(chosen.strip)) {
-      prefix = chosen.strip
-      upstreamPath = upstreamPath.slice(chosen.strip.length)
-      if (!upstreamPath.startsWith('/')) upstreamPath = `/${upstreamPath}`
-    }
-    if (chosen.prepend) {
-      upstreamPath = chosen.prepend.endsWith('/')
-        ? chosen.prepend + upstreamPath.slice(1)
-        : chosen.prepend + upstreamPath
-    }
+    const { path, prefix } = upstreamPath(chosen, resolved.path)
     const forwardOptions: ForwardOptions = {
       method: req.method ?? 'GET',
-      path: upstreamPath + query,
+      path: path + resolved.query,
       body: hasBody ? req : null,
+      drain: state,
       headers: upstreamRequestHeaders(req.rawHeaders, {
         clientIp: clientAddress(req.socket.remoteAddress),
         proto: 'http',
@@ -176,6 +163,7 @@ export function createProxyHandler(
       balancer.end(chosen)
       const seconds = (performance.now() - started) / 1000
       if (error === null) {
+        health?.succeeded(chosen)
         observer.request(route, chosen, status, seconds, req)
         return
       }
@@ -184,30 +172,41 @@ export function createProxyHandler(
         observer.request(route, chosen, 499, seconds, req)
         return
       }
-      const reason = upstreamErrorReason(error)
-      observer.upstreamError(chosen, reason, error)
+      const failure = classifyUpstreamError(error)
+      if (failure.invalidRequest) {
+        // undici refused to send what the client sent (a header value Node let through).
+        res.shouldKeepAlive = false
+        observer.rejected?.('header', 400)
+        return reply(req, res, started, route, 400, 'SWY_ERR_BAD_REQUEST', `cannot forward: ${error.message}`)
+      }
+      if (failure.timeout !== null) observer.timeout?.(failure.timeout, chosen)
+      observer.upstreamError(chosen, failure.reason, error)
+      if (failure.connect) health?.connectFailed(chosen)
+      else health?.succeeded(chosen)
       if (responded) {
         // Headers are out; the only honest signal left is a cut connection.
         res.destroy(error)
         observer.request(route, chosen, status, seconds, req)
         return
       }
-      if (reason === 'connect' && attempt < retries && !hasBody && IDEMPOTENT.has(req.method ?? '')) {
-        const next = balancer.pick(route, (t) => t.key !== chosen.key)
-        if (next !== null && next.redirect === null) {
+      if (attempt < retries && !hasBody && IDEMPOTENT.has(req.method ?? '')) {
+        const next = retryTarget(route, chosen, failure)
+        if (next !== null) {
           log.debug(
-            { route: route.id, from: chosen.key, to: next.key, err: error.message },
+            { route: route.id, from: chosen.key, to: next.key, err: describe(error) },
             'retrying on another instance',
           )
-          return send(req, res, started, route, next, host, path, query, attempt + 1)
+          // On the next turn: the failed connection is cleaned up by then, so
+          // the pool does not open a second one beside it, and any other idle
+          // connection the instance closed meanwhile is seen as closed.
+          setImmediate(() => {
+            if (res.destroyed) return void observer.request(route, next, 499, seconds, req)
+            send(req, res, started, resolved, next, attempt + 1)
+          })
+          return
         }
       }
-      const [statusCode, code]: [number, ErrorCode] =
-        reason === 'timeout'
-          ? [504, 'SWY_ERR_UPSTREAM_TIMEOUT']
-          : reason === 'connect'
-            ? [502, 'SWY_ERR_UPSTREAM_CONNECT']
-            : [502, 'SWY_ERR_UPSTREAM_RESET']
+      const [statusCode, code] = failureStatus(failure)
       reply(
         req,
         res,
@@ -221,18 +220,18 @@ export function createProxyHandler(
     })
   }
 
-  function allowed(route: Route, ip: string): boolean {
-    const family = ip.includes(':') ? 'ipv6' : 'ipv4'
-    for (const rules of route.access) {
-      let lists = accessLists.get(rules)
-      if (lists === undefined) {
-        lists = { allow: toBlockList(rules.allow), deny: toBlockList(rules.deny) }
-        accessLists.set(rules, lists)
-      }
-      if (lists.allow && !lists.allow.check(ip, family)) return false
-      if (lists.deny?.check(ip, family)) return false
-    }
-    return true
+  /**
+   * Where to retry: another usable instance. After a connect failure there is
+   * no point in the same one. After a connection closed before any answer
+   * (typically a keep-alive connection the instance closed as the request
+   * went out, or an instance that just died) the same instance on a fresh
+   * connection is the fallback when it is the only one.
+   */
+  function retryTarget(route: Route, failed: Target, failure: UpstreamFailure): Target | null {
+    if (!failure.connect && failure.reason !== 'reset') return null
+    let next = balancer.pick(route, (t) => t.key !== failed.key && (health === null || health.usable(t)))
+    if (next === null && !failure.connect) next = failed
+    return next !== null && next.redirect === null ? next : null
   }
 
   function reply(
@@ -245,7 +244,7 @@ export function createProxyHandler(
     message: string,
     target: Target | null = null,
   ): undefined {
-    const body = `${status} ${STATUS_CODES[status]}: ${message} [${code}]\n`
+    const body = errorBody(status, code, message)
     if (!res.headersSent) {
       res.writeHead(status, {
         'content-type': 'text/plain; charset=utf-8',
@@ -270,52 +269,140 @@ export function createProxyHandler(
   }
 }
 
+const drainStates = new WeakMap<Server, ProxyState>()
+
 export function createProxyServer(options: ProxyOptions, serverOptions: ProxyServerOptions): Server {
+  const state: ProxyState = { draining: false, tunnels: new Set() }
+  const observer = options.observer ?? NO_OBSERVER
   const server = createServer(
     {
       maxHeaderSize: serverOptions.maxHeaderSize,
       headersTimeout: serverOptions.clientHeadersTimeoutMs,
+      // Node checks header timeouts on this interval (30 s by default, which
+      // would let a slowloris client hold a socket 30 s past the timeout).
+      connectionsCheckingInterval: Math.max(
+        50,
+        Math.min(1000, Math.floor(serverOptions.clientHeadersTimeoutMs / 4)),
+      ),
       // Bodies may stream for as long as they need; idle sockets are handled by keepAliveTimeout.
       requestTimeout: 0,
       keepAliveTimeout: serverOptions.keepAliveTimeoutMs,
-      requireHostHeader: true,
+      // Checked (and counted) by the resolver instead, which also refuses duplicates.
+      requireHostHeader: false,
     },
-    createProxyHandler(options),
+    createProxyHandler(options, state),
   )
-  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    if (!socket.writable) return socket.destroy()
-    const status =
-      err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
-    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`)
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    const answer = clientErrorAnswer(err.code)
+    // A response already under way on this connection (a pipelined request
+    // failed to parse): no clean answer is possible any more.
+    const current = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage
+    if (answer === null || !socket.writable || current?.headersSent) {
+      socket.destroy()
+      return
+    }
+    if (answer.reject === null) observer.timeout?.('client-headers', null)
+    else observer.rejected?.(answer.reject, answer.status)
+    socket.end(rawResponse(answer.status, answer.code, err.message))
   })
+  server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+    socket.on('error', () => {})
+    observer.rejected?.('method', 405)
+    socket.end(
+      rawResponse(405, 'SWY_ERR_METHOD_NOT_ALLOWED', 'CONNECT is not supported by this reverse proxy'),
+    )
+  })
+  server.on(
+    'upgrade',
+    createUpgradeHandler({
+      resolve: createResolver({
+        store: options.store,
+        balancer: options.balancer,
+        health: options.health ?? null,
+      }),
+      balancer: options.balancer,
+      upstreams: options.upstreams,
+      health: options.health ?? null,
+      observer,
+      log: options.log,
+      retries: options.retries,
+      tunnels: state.tunnels,
+    }),
+  )
+  drainStates.set(server, state)
   return server
 }
 
-function toBlockList(cidrs: AccessRules['allow']): BlockList | null {
-  if (cidrs.length === 0) return null
-  const list = new BlockList()
-  for (const c of cidrs) list.addSubnet(c.address, c.prefix, c.family === 4 ? 'ipv4' : 'ipv6')
-  return list
+/**
+ * Graceful stop of a proxy listener: stop accepting, let in-flight requests
+ * finish, close keep-alive connections as soon as they are idle (responses
+ * sent meanwhile say `Connection: close`), and cut whatever is left (slow
+ * requests, WebSockets) at `graceMs`. Resolves when every connection is gone,
+ * with the number of connections that had to be cut.
+ */
+export async function drainProxyServer(server: Server, graceMs: number): Promise<{ cut: number }> {
+  const state = drainStates.get(server)
+  if (state) state.draining = true
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+  server.closeIdleConnections()
+  // A connection whose last response began before the drain goes idle later.
+  const sweep = setInterval(() => server.closeIdleConnections(), 50)
+  let cut = 0
+  const deadline = setTimeout(() => {
+    server.getConnections((_err, n) => {
+      cut = n
+    })
+    server.closeAllConnections()
+    for (const socket of state?.tunnels ?? []) socket.destroy()
+  }, graceMs)
+  try {
+    await closed
+  } finally {
+    clearInterval(sweep)
+    clearTimeout(deadline)
+  }
+  return { cut }
 }
 
 export function upstreamErrorReason(error: Error): UpstreamErrorReason {
-  const code = (error as { code?: string }).code ?? ''
-  if (
-    code === 'UND_ERR_CONNECT_TIMEOUT' ||
-    code === 'UND_ERR_HEADERS_TIMEOUT' ||
-    code === 'UND_ERR_BODY_TIMEOUT'
-  ) {
-    return 'timeout'
-  }
-  if (
-    ['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL'].includes(code)
-  ) {
-    return 'connect'
-  }
-  return 'reset'
+  return classifyUpstreamError(error).reason
 }
 
-function describe(error: Error): string {
-  const code = (error as { code?: string }).code
-  return code ? `${code} ${error.message}` : error.message
+interface ClientErrorAnswer {
+  readonly status: number
+  readonly code: ErrorCode
+  /** null for the client header timeout, which is counted as a timeout. */
+  readonly reject: RejectReason | null
+}
+
+const FRAMING_ERRORS = new Set([
+  'HPE_INVALID_TRANSFER_ENCODING',
+  'HPE_UNEXPECTED_CONTENT_LENGTH',
+  'HPE_INVALID_CONTENT_LENGTH',
+  'HPE_INVALID_CHUNK_SIZE',
+])
+const HEADER_ERRORS = new Set([
+  'HPE_INVALID_HEADER_TOKEN',
+  'HPE_LF_EXPECTED',
+  'HPE_CR_EXPECTED',
+  'HPE_INVALID_CHUNK_EXTENSIONS',
+])
+const REQUEST_LINE_ERRORS = new Set(['HPE_INVALID_URL', 'HPE_INVALID_VERSION', 'HPE_INVALID_CONSTANT'])
+
+/** The answer to a request Node's parser refused; null when the client is gone (reset, early EOF). */
+function clientErrorAnswer(code: string | undefined): ClientErrorAnswer | null {
+  if (code === 'HPE_HEADER_OVERFLOW')
+    return { status: 431, code: 'SWY_ERR_HEADERS_TOO_LARGE', reject: 'headers-too-large' }
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT')
+    return { status: 408, code: 'SWY_ERR_CLIENT_TIMEOUT', reject: null }
+  if (code === 'HPE_INVALID_METHOD') return { status: 400, code: 'SWY_ERR_BAD_REQUEST', reject: 'method' }
+  if (code === undefined || !code.startsWith('HPE_') || code === 'HPE_INVALID_EOF_STATE') return null
+  const reject: RejectReason = FRAMING_ERRORS.has(code)
+    ? 'framing'
+    : HEADER_ERRORS.has(code)
+      ? 'header'
+      : REQUEST_LINE_ERRORS.has(code)
+        ? 'request-line'
+        : 'malformed'
+  return { status: 400, code: 'SWY_ERR_BAD_REQUEST', reject }
 }

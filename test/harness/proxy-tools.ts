@@ -1,0 +1,155 @@
+// Tools for the proxy hardening tests: raw sockets (to send what no HTTP
+// client would), an observer that counts what the proxy reports, and memory
+// and socket measurements.
+
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { connect, type Socket } from 'node:net'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
+import type { ProxyObserver, RejectReason, TimeoutKind, UpstreamErrorReason } from '../../src/proxy/server.js'
+import type { Target } from '../../src/routing/types.js'
+
+export interface RawResponse {
+  /** Everything the proxy sent before closing (or before `waitMs` passed). */
+  readonly text: string
+  /** Status of the first response, 0 if none. */
+  readonly status: number
+  /** True when the proxy closed the connection. */
+  readonly closed: boolean
+}
+
+/**
+ * Writes `data` on a fresh connection and collects what comes back until the
+ * proxy closes the connection or `waitMs` passes.
+ */
+export function rawRequest(port: number, data: string | Buffer, waitMs = 2_000): Promise<RawResponse> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1')
+    const chunks: Buffer[] = []
+    let closed = false
+    const finish = () => {
+      clearTimeout(timer)
+      const text = Buffer.concat(chunks).toString('latin1')
+      const m = /^HTTP\/1\.[01] (\d{3})/.exec(text)
+      socket.destroy()
+      resolve({ text, status: m ? Number(m[1]) : 0, closed })
+    }
+    const timer = setTimeout(finish, waitMs)
+    socket.on('data', (chunk) => chunks.push(chunk))
+    socket.on('error', () => {})
+    socket.on('close', () => {
+      closed = true
+      finish()
+    })
+    socket.write(data)
+  })
+}
+
+export interface Counts {
+  readonly requests: { status: number; target: string | null }[]
+  readonly rejected: Map<RejectReason, number[]>
+  readonly timeouts: { kind: TimeoutKind; target: string | null }[]
+  readonly upstreamErrors: { target: string; reason: UpstreamErrorReason }[]
+  readonly health: { target: string; ejected: boolean }[]
+}
+
+/** An observer that records every report, and the records. */
+export function countingObserver(): { observer: ProxyObserver; counts: Counts } {
+  const counts: Counts = { requests: [], rejected: new Map(), timeouts: [], upstreamErrors: [], health: [] }
+  const observer: ProxyObserver = {
+    request(_route, target, status) {
+      counts.requests.push({ status, target: target?.key ?? null })
+    },
+    upstreamError(target: Target, reason) {
+      counts.upstreamErrors.push({ target: target.key, reason })
+    },
+    rejected(reason, status) {
+      const list = counts.rejected.get(reason) ?? []
+      list.push(status)
+      counts.rejected.set(reason, list)
+    },
+    timeout(kind, target) {
+      counts.timeouts.push({ kind, target: target?.key ?? null })
+    },
+    passiveHealth(target, ejected) {
+      counts.health.push({ target: target.key, ejected })
+    },
+  }
+  return { observer, counts }
+}
+
+let gcFunction: (() => void) | null = null
+
+/** A full garbage collection (exposes V8's gc() at run time; vitest's forks do not pass --expose-gc). */
+export function collectGarbage(): void {
+  if (gcFunction === null) {
+    setFlagsFromString('--expose-gc')
+    gcFunction = runInNewContext('gc') as () => void
+  }
+  gcFunction()
+  gcFunction()
+}
+
+/** Heap used after a full collection, in bytes. */
+export function settledHeap(): number {
+  collectGarbage()
+  return process.memoryUsage().heapUsed
+}
+
+/** Open TCP sockets and servers of this process, as Node counts its active handles. */
+export function openSockets(): number {
+  return process.getActiveResourcesInfo().filter((r) => r === 'TCPSocketWrap' || r === 'TCPWrap').length
+}
+
+export const MB = 1024 * 1024
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+export interface Blackhole {
+  /** A loopback port where TCP connects hang (SYNs are dropped), as with a firewalled host. */
+  readonly port: number
+  close(): void
+}
+
+/**
+ * A listener whose accept queue is full: a stopped child process listening
+ * with backlog 1, its queue filled by two held connections. Further connects
+ * neither succeed nor fail, so a connect timeout has to fire.
+ */
+export async function startBlackhole(): Promise<Blackhole> {
+  const child = spawn(
+    process.execPath,
+    [
+      '-e',
+      "const s=require('net').createServer();s.listen({port:0,host:'127.0.0.1',backlog:1},()=>console.log(s.address().port))",
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  )
+  const [line] = (await once(child.stdout as NodeJS.ReadableStream, 'data')) as [Buffer]
+  const port = Number(String(line).trim())
+  child.kill('SIGSTOP')
+  const held: Socket[] = []
+  for (let i = 0; i < 8; i++) {
+    const connected = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1')
+      held.push(socket)
+      const timer = setTimeout(() => resolve(false), 300)
+      socket.on('connect', () => {
+        clearTimeout(timer)
+        resolve(true)
+      })
+      socket.on('error', () => resolve(false))
+    })
+    if (!connected) break
+  }
+  return {
+    port,
+    close() {
+      for (const socket of held) socket.destroy()
+      child.kill('SIGKILL')
+    },
+  }
+}

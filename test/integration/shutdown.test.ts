@@ -1,0 +1,189 @@
+// Graceful shutdown of the real command: `node dist/cli/main.js serve` gets
+// SIGTERM while carrying traffic. It stops accepting, lets every in-flight
+// request finish, closes idle keep-alive connections at once (not when their
+// keep-alive timeout ends), and exits 0. Requests still running at the
+// shutdown deadline are cut so the process always ends.
+
+import { type ChildProcess, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { connect } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Agent, request } from 'undici'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { freePort } from '../harness/consul-agent.js'
+import { ConsulApi } from '../harness/consul-api.js'
+import { describeWithConsul } from '../harness/context.js'
+import { sleep } from '../harness/proxy-tools.js'
+import { startUpstream, type Upstream } from '../harness/upstream.js'
+import { eventually, uniqueName } from '../harness/wait.js'
+
+const CLI = new URL('../../dist/cli/main.js', import.meta.url).pathname
+const dir = mkdtempSync(join(tmpdir(), 'switchyard-shutdown-'))
+
+interface Child {
+  readonly process: ChildProcess
+  readonly port: number
+  readonly exited: Promise<{ code: number | null; signal: string | null; at: number }>
+  readonly output: () => string
+}
+
+describeWithConsul('graceful shutdown on SIGTERM', (consul) => {
+  const api = new ConsulApi(consul)
+  const prefix = `${uniqueName('down')}-`
+  const id = uniqueName('slow')
+  let upstream: Upstream
+
+  beforeAll(async () => {
+    // Answers after ?ms= milliseconds, the whole response at once.
+    upstream = await startUpstream('slow', (req, res) => {
+      const ms = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('ms') ?? '0')
+      req.resume()
+      const timer = setTimeout(() => res.end('done'), ms)
+      res.on('close', () => clearTimeout(timer))
+    })
+    await api.register({ id, name: id, port: upstream.port, tags: [`${prefix}/slow`] })
+  })
+
+  afterAll(async () => {
+    await api.deregister(id).catch(() => {})
+    await upstream?.close()
+  })
+
+  async function startChild(shutdown: string): Promise<Child> {
+    const port = await freePort()
+    const adminPort = await freePort()
+    const config = join(dir, `${uniqueName('cfg')}.yaml`)
+    writeFileSync(
+      config,
+      [
+        'proxy:',
+        `  listen: 127.0.0.1:${port}`,
+        '  timeouts:',
+        `    shutdown: ${shutdown}`,
+        '    clientKeepAlive: 60s',
+        'admin:',
+        `  listen: 127.0.0.1:${adminPort}`,
+        'routing:',
+        `  tagPrefix: ${prefix}`,
+        'log:',
+        '  level: info',
+        '',
+      ].join('\n'),
+    )
+    const child = spawn(process.execPath, [CLI, 'serve', '--config', config], {
+      env: {
+        PATH: process.env.PATH ?? '',
+        CONSUL_HTTP_ADDR: consul.address,
+        CONSUL_HTTP_TOKEN: consul.proxyToken,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let output = ''
+    child.stdout?.on('data', (c) => {
+      output += c
+    })
+    child.stderr?.on('data', (c) => {
+      output += c
+    })
+    const exited = once(child, 'exit').then(([code, signal]) => ({
+      code: code as number | null,
+      signal: signal as string | null,
+      at: Date.now(),
+    }))
+    await eventually(async () => {
+      const res = await request(`http://127.0.0.1:${adminPort}/ready`)
+      await res.body.text()
+      expect(res.statusCode).toBe(200)
+    }, 15_000)
+    return { process: child, port, exited, output: () => output }
+  }
+
+  it('finishes every in-flight request, closes idle keep-alive connections at once, and exits 0', async () => {
+    const child = await startChild('10s')
+    const base = `http://127.0.0.1:${child.port}`
+    const keepAlive = new Agent({ keepAliveTimeout: 60_000, connections: 8 })
+
+    // An idle keep-alive connection: one request answered, then silence.
+    const idle = connect(child.port, '127.0.0.1')
+    idle.on('error', () => {})
+    idle.write(`GET /slow HTTP/1.1\r\nHost: h\r\n\r\n`)
+    await once(idle, 'data')
+    const idleClosed = once(idle, 'close').then(() => Date.now())
+
+    // Load: 24 clients in a loop, half on kept-alive connections, half on fresh ones.
+    let sigtermAt = 0
+    const outcomes: { ok: boolean; startedBeforeSigterm: boolean; detail: string }[] = []
+    let stop = false
+    const client = async (n: number) => {
+      while (!stop) {
+        const started = Date.now()
+        try {
+          const res = await request(`${base}/slow?ms=${200 + ((n * 97) % 600)}`, {
+            dispatcher: n % 2 === 0 ? keepAlive : undefined,
+            headers: n % 2 === 0 ? {} : { connection: 'close' },
+          })
+          const body = await res.body.text()
+          outcomes.push({
+            ok: res.statusCode === 200 && body === 'done',
+            startedBeforeSigterm: sigtermAt === 0 || started < sigtermAt,
+            detail: `${res.statusCode} ${body}`,
+          })
+        } catch (err) {
+          const code = (err as { code?: string }).code
+          // A connection the stopped listener no longer accepts is not an in-flight request.
+          if (code === 'ECONNREFUSED') {
+            await sleep(20)
+            continue
+          }
+          outcomes.push({ ok: false, startedBeforeSigterm: started < sigtermAt, detail: String(err) })
+        }
+      }
+    }
+    const clients = Array.from({ length: 24 }, (_, n) => client(n))
+    await sleep(1_500)
+    // A long one, started just before the signal.
+    const long = request(`${base}/slow?ms=2500`).then(
+      async (res) => `${res.statusCode} ${await res.body.text()}`,
+    )
+    await sleep(100)
+    sigtermAt = Date.now()
+    child.process.kill('SIGTERM')
+    const exit = await child.exited
+    stop = true
+    await Promise.all(clients)
+    await keepAlive.close()
+
+    expect(exit.code, child.output()).toBe(0)
+    expect(await long).toBe('200 done')
+    const failed = outcomes.filter((o) => !o.ok)
+    expect(failed).toEqual([])
+    const inFlightAtSigterm = outcomes.filter((o) => o.startedBeforeSigterm).length
+    expect(inFlightAtSigterm).toBeGreaterThan(50)
+    // The idle connection was closed at once, not after its 60 s keep-alive.
+    expect((await idleClosed) - sigtermAt).toBeLessThan(1_000)
+    // Exit followed the last request (2.5 s), long before the 10 s deadline.
+    expect(exit.at - sigtermAt).toBeLessThan(5_000)
+    expect(child.output()).toContain('shutting down')
+    // After the exit nothing listens any more.
+    await expect(request(`${base}/slow`)).rejects.toMatchObject({ code: 'ECONNREFUSED' })
+  }, 40_000)
+
+  it('cuts requests still running at the deadline and still exits 0', async () => {
+    const child = await startChild('1s')
+    const stuck = request(`http://127.0.0.1:${child.port}/slow?ms=30000`).then(
+      async (res) => res.body.text(),
+      (err) => err as Error,
+    )
+    await sleep(300)
+    const sigtermAt = Date.now()
+    child.process.kill('SIGTERM')
+    const exit = await child.exited
+    expect(exit.code, child.output()).toBe(0)
+    expect(exit.at - sigtermAt).toBeGreaterThanOrEqual(900)
+    expect(exit.at - sigtermAt).toBeLessThan(4_000)
+    expect(await stuck).toBeInstanceOf(Error)
+    expect(child.output()).toContain('shutdown deadline: connections cut')
+  }, 30_000)
+})
