@@ -9,8 +9,12 @@ import { createAdminServer } from '../admin/server.js'
 import type { ResolvedConfig } from '../config/load.js'
 import { ConsulClient } from '../consul/client.js'
 import type { Logger } from '../log.js'
+import { accessLogObserver } from '../metrics/access-log.js'
+import { SwitchyardMetrics } from '../metrics/metrics.js'
+import { combineObservers } from '../metrics/observers.js'
+import { PassiveHealth } from '../proxy/health.js'
 import { Balancer } from '../proxy/pickers.js'
-import { createProxyServer, type ProxyObserver } from '../proxy/server.js'
+import { createProxyServer, drainProxyServer, type ProxyObserver } from '../proxy/server.js'
 import { Upstreams } from '../proxy/upstreams.js'
 import type { BuildConfig } from '../routing/build.js'
 import { TableStore } from '../table/store.js'
@@ -22,6 +26,11 @@ export interface Switchyard {
   readonly sync: TableSync
   readonly proxy: Server
   readonly admin: Server
+  readonly metrics: SwitchyardMetrics
+  /** Per-request state outside the table (in-flight counts, ejected instances, pools), for tests and status. */
+  readonly balancer: Balancer
+  readonly health: PassiveHealth
+  readonly upstreams: Upstreams
   /** `http://host:port` of the proxy listener. */
   readonly proxyUrl: string
   readonly adminUrl: string
@@ -51,7 +60,14 @@ export async function startSwitchyard(
       backoffMaxMs: config.consul.backoffMax,
     },
     build: buildConfigOf(config),
+    onBuild: (ms, changed) => metrics.observeBuild(ms, changed),
   })
+  const metrics = new SwitchyardMetrics({ store, status: () => sync.status() })
+  const observer = combineObservers([
+    metrics.observer,
+    config.proxy.accessLog ? accessLogObserver(log) : null,
+    deps.observer,
+  ])
 
   const t = config.proxy.timeouts
   const upstreams = new Upstreams({
@@ -62,13 +78,27 @@ export async function startSwitchyard(
     connections: config.proxy.connectionsPerUpstream,
   })
   const balancer = new Balancer(config.proxy.strategy)
+  const passive = config.proxy.passiveHealth
+  const health = new PassiveHealth({
+    failures: passive.failures,
+    ejectMs: passive.ejectFor,
+    ejectMaxMs: passive.ejectForMax,
+    probeTimeoutMs: t.connect,
+    onChange: (target, ejected, forMs) => {
+      if (ejected)
+        log.warn({ instance: target.key, forMs }, 'instance ejected after repeated connect failures')
+      else log.info({ instance: target.key }, 'ejected instance accepts connections again')
+      observer.passiveHealth?.(target, ejected, forMs)
+    },
+  })
   store.onSwap((table) => {
     balancer.retain(new Set(table.routes.map((r) => r.id)))
+    health.retain(new Set(table.routes.flatMap((r) => r.targets.map((x) => x.key))))
     upstreams.retain(new Set(table.routes.flatMap((r) => [...r.targets, ...r.idle].map((x) => x.origin))))
   })
 
   const proxy = createProxyServer(
-    { store, balancer, upstreams, log, observer: deps.observer, retries: config.proxy.retries },
+    { store, balancer, upstreams, log, observer, retries: config.proxy.retries, health },
     {
       maxHeaderSize: config.proxy.maxHeaderSize,
       clientHeadersTimeoutMs: t.clientHeaders,
@@ -80,6 +110,8 @@ export async function startSwitchyard(
     status: () => sync.status(),
     readinessMaxStaleMs: config.readiness.maxStale,
     config: redactConfig(config),
+    metrics: () => metrics.text(),
+    log,
   })
 
   const adminUrl = await listen(admin, config.admin.listen)
@@ -93,11 +125,8 @@ export async function startSwitchyard(
   const stop = () => {
     stopping ??= (async () => {
       log.info({ graceMs: t.shutdown }, 'shutting down: draining in-flight requests')
-      const closed = new Promise<void>((resolve) => proxy.close(() => resolve()))
-      proxy.closeIdleConnections()
-      const deadline = setTimeout(() => proxy.closeAllConnections(), t.shutdown)
-      await closed
-      clearTimeout(deadline)
+      const { cut } = await drainProxyServer(proxy, t.shutdown)
+      if (cut > 0) log.warn({ connections: cut, graceMs: t.shutdown }, 'shutdown deadline: connections cut')
       admin.closeAllConnections()
       await Promise.all([new Promise<void>((resolve) => admin.close(() => resolve())), sync.stop()])
       await upstreams.close()
@@ -107,7 +136,20 @@ export async function startSwitchyard(
     return stopping
   }
 
-  return { store, sync, proxy, admin, proxyUrl, adminUrl, loaded, stop }
+  return {
+    store,
+    sync,
+    proxy,
+    admin,
+    metrics,
+    balancer,
+    health,
+    upstreams,
+    proxyUrl,
+    adminUrl,
+    loaded,
+    stop,
+  }
 }
 
 export function consulClientFor(config: ResolvedConfig, token: string): ConsulClient {

@@ -32,11 +32,11 @@ export async function readSnapshotOnce(
     return readBody(path, res, what)
   }
   const kvPath = `/v1/kv/${options.targetPrefix.split('/').map(encodeURIComponent).join('/')}/`
-  await assertPrefixReadable(client, options.targetPrefix)
   const [list, kv] = await Promise.all([
     read('/v1/catalog/services', { stale: options.stale }, 'the service catalog'),
     read(kvPath, { recurse: true, stale: options.stale }, `key prefix ${options.targetPrefix}/`),
   ])
+  if (kv === '[]') await assertPrefixReadable(client, options.targetPrefix)
   const names = routedServices(parseServiceList(list), options.tagPrefix)
   const services = new Map<string, readonly InstanceSnapshot[]>()
   await Promise.all(

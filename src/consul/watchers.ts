@@ -237,8 +237,11 @@ export class TargetWatcher {
       settings,
       listener,
       async (index, signal) => {
-        if (index === 0) await assertPrefixReadable(client, prefix, signal)
-        return read(index, signal)
+        const result = await read(index, signal)
+        // An empty answer may hide a denied prefix (see assertPrefixReadable);
+        // only then does a fresh read cost a second request.
+        if (index === 0 && result.body === '[]') await assertPrefixReadable(client, prefix, signal)
+        return result
       },
       parseKvList,
       (entries) => {

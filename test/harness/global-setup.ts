@@ -18,13 +18,14 @@ declare module 'vitest' {
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   // CLI tests run the compiled command, so compile what is being tested
   // (SWITCHYARD_SKIP_BUILD=1 skips it when dist/ is known to be current).
-  if (process.env.SWITCHYARD_SKIP_BUILD !== '1') await promisify(execFile)(
-    process.execPath,
-    ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'],
-    {
-      cwd: new URL('../../', import.meta.url).pathname,
-    },
-  )
+  if (process.env.SWITCHYARD_SKIP_BUILD !== '1')
+    await promisify(execFile)(
+      process.execPath,
+      ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'],
+      {
+        cwd: new URL('../../', import.meta.url).pathname,
+      },
+    )
   let binary: string
   try {
     binary = await findConsulBinary()

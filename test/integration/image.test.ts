@@ -18,19 +18,32 @@ describe('container image', () => {
     expect(dockerfile).toMatch(/^USER node$/m)
     expect(dockerfile).toMatch(/^EXPOSE 9999 9998$/m)
     const script = readFileSync(`${ROOT}scripts/image-check`, 'utf8')
-    for (const word of ['read_cmd ENTRYPOINT', 'read_cmd CMD', 'read_cmd HEALTHCHECK', 'scripts/image-build']) {
+    for (const word of [
+      'read_cmd ENTRYPOINT',
+      'read_cmd CMD',
+      'read_cmd HEALTHCHECK',
+      'scripts/image-build',
+    ]) {
       expect(script).toContain(word)
     }
   })
 
   it('builds, prunes, starts and passes its health check on Node 20 and Node 24', async () => {
-    const { stdout } = await promisify(execFile)('bash', [`${ROOT}scripts/image-check`], {
+    const stdout = await promisify(execFile)('bash', [`${ROOT}scripts/image-check`], {
       timeout: 280_000,
       maxBuffer: 16 << 20,
       env: { ...process.env, SWITCHYARD_SKIP_BUILD: '1' },
-    })
-    expect(stdout).toMatch(/node v20\.\S+: image starts from the pruned tree, HEALTHCHECK passes, proxy answers, SIGTERM exits 0/)
-    expect(stdout).toMatch(/node v24\.\S+: image starts from the pruned tree, HEALTHCHECK passes, proxy answers, SIGTERM exits 0/)
+    }).then(
+      (r) => r.stdout,
+      // Show what the script said, not only that it failed.
+      (err: { stdout?: string; stderr?: string }) => `${err.stdout ?? ''}${err.stderr ?? ''}`,
+    )
+    expect(stdout).toMatch(
+      /node v20\.\S+: image starts from the pruned tree, HEALTHCHECK passes, proxy answers, SIGTERM exits 0/,
+    )
+    expect(stdout).toMatch(
+      /node v24\.\S+: image starts from the pruned tree, HEALTHCHECK passes, proxy answers, SIGTERM exits 0/,
+    )
     expect(stdout).toContain('image-check: all image steps passed')
   }, 300_000)
 })

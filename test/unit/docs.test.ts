@@ -9,7 +9,7 @@ const ci = readFileSync(new URL('../../.ci/run', import.meta.url), 'utf8')
 
 describe('README', () => {
   it('lists every error code with the meaning the code gives it, and no other', () => {
-    const rows = [...readme.matchAll(/^\| `(SWY_ERR_[A-Z_]+)` \| (.+) \|$/gm)].map((m) => [m[1], m[2]])
+    const rows = [...readme.matchAll(/^\| `(SWY_ERR_[A-Z_]+)`\s*\| (.+?)\s*\|$/gm)].map((m) => [m[1], m[2]])
     expect(Object.fromEntries(rows)).toEqual(ERROR_CODES)
   })
 
