@@ -157,7 +157,14 @@ async function healthcheck(argv: readonly string[], env: Env): Promise<number> {
   const path = configPath(argv, env)
   const file = path === null ? null : { path, text: readFileSync(path, 'utf8') }
   const { host, port } = loadConfig(argv, env, file).admin.listen
-  const target = host === '0.0.0.0' || host === '' ? '127.0.0.1' : host === '::' ? '[::1]' : host.includes(':') ? `[${host}]` : host
+  const target =
+    host === '0.0.0.0' || host === ''
+      ? '127.0.0.1'
+      : host === '::'
+        ? '[::1]'
+        : host.includes(':')
+          ? `[${host}]`
+          : host
   try {
     const res = await fetch(`http://${target}:${port}/health`, { signal: AbortSignal.timeout(2_000) })
     return res.ok ? 0 : 1

@@ -92,9 +92,16 @@ describeWithConsul('ACL tokens', (consul) => {
     // time at the latest; the next one is refused and reported.
     await api.deleteToken(accessor)
     await eventually(async () => {
-      const problems = JSON.parse((await proxy.admin('/api/problems')).body) as { code: string; subject: string; message: string }[]
+      const problems = JSON.parse((await proxy.admin('/api/problems')).body) as {
+        code: string
+        subject: string
+        message: string
+      }[]
       const p = problems.find((x) => x.subject === 'watch targets')
-      expect(p).toMatchObject({ code: 'SWY_ERR_CONSUL_PERMISSION', message: expect.stringContaining('403 ACL not found') })
+      expect(p).toMatchObject({
+        code: 'SWY_ERR_CONSUL_PERMISSION',
+        message: expect.stringContaining('403 ACL not found'),
+      })
     }, 10_000)
     // A deploy now writes a new target the proxy cannot read: the last table keeps serving.
     await api.kvPut(`${targetPrefix}/${web}`, '{"version":"2"}')

@@ -17,7 +17,13 @@ describeWithConsul('config/consul examples', (consul) => {
   const api = new ConsulApi(consul)
   // `consul services register|deregister <file>`, flags before the file as the CLI wants.
   const consulCli = (verb: string, file: string) =>
-    promisify(execFile)(consul.binary, ['services', verb, `-http-addr=${consul.address}`, `-token=${consul.managementToken}`, file])
+    promisify(execFile)(consul.binary, [
+      'services',
+      verb,
+      `-http-addr=${consul.address}`,
+      `-token=${consul.managementToken}`,
+      file,
+    ])
   const servers: Server[] = []
   let proxy: TestProxy
 
@@ -30,7 +36,9 @@ describeWithConsul('config/consul examples', (consul) => {
       [9002, 'shop green'],
     ] as const) {
       const server = createServer((req, res) => res.end(`${body} ${req.url}`))
-      await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, '127.0.0.1', resolve))
+      await new Promise<void>((resolve, reject) =>
+        server.once('error', reject).listen(port, '127.0.0.1', resolve),
+      )
       servers.push(server)
     }
     await consulCli('register', `${ROOT}config/consul/web.hcl`)
@@ -47,18 +55,26 @@ describeWithConsul('config/consul examples', (consul) => {
   })
 
   it('web.hcl: both instances serve /web once their HTTP checks pass', async () => {
-    await eventually(async () => {
-      const seen = new Set<string>()
-      for (let i = 0; i < 6; i++) seen.add((await proxy.get('/web/')).body)
-      expect([...seen].sort()).toEqual(['web-1 /web/', 'web-2 /web/'])
-    }, 20_000, 200)
+    await eventually(
+      async () => {
+        const seen = new Set<string>()
+        for (let i = 0; i < 6; i++) seen.add((await proxy.get('/web/')).body)
+        expect([...seen].sort()).toEqual(['web-1 /web/', 'web-2 /web/'])
+      },
+      20_000,
+      200,
+    )
   })
 
   it('blue-green.hcl: the target picks the slice, and strip=/shop removes the prefix', async () => {
     await api.kvPut('switchyard/targets/examples/shop', '{"slice":"green"}')
-    await eventually(async () => {
-      for (let i = 0; i < 4; i++) expect((await proxy.get('/shop/cart')).body).toBe('shop green /cart')
-    }, 20_000, 200)
+    await eventually(
+      async () => {
+        for (let i = 0; i < 4; i++) expect((await proxy.get('/shop/cart')).body).toBe('shop green /cart')
+      },
+      20_000,
+      200,
+    )
     await api.kvPut('switchyard/targets/examples/shop', '{"version":"1.5.0"}')
     await eventually(async () => expect((await proxy.get('/shop/')).body).toBe('shop blue /'), 5_000)
   })

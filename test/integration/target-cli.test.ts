@@ -12,7 +12,10 @@ import { startUpstream, type Upstream } from '../harness/upstream.js'
 import { uniqueName } from '../harness/wait.js'
 
 const CLI = new URL('../../dist/cli/main.js', import.meta.url).pathname
-const OPERATOR_POLICY = readFileSync(new URL('../../config/acl/switchyard-operator.hcl', import.meta.url), 'utf8')
+const OPERATOR_POLICY = readFileSync(
+  new URL('../../config/acl/switchyard-operator.hcl', import.meta.url),
+  'utf8',
+)
 
 describeWithConsul('switchyard target', (consul) => {
   const api = new ConsulApi(consul)
@@ -28,7 +31,10 @@ describeWithConsul('switchyard target', (consul) => {
       const { stdout, stderr } = await promisify(execFile)(
         process.execPath,
         [CLI, 'target', ...args, '--tag-prefix', prefix, '--target-prefix', targetPrefix],
-        { env: { PATH: process.env.PATH ?? '', CONSUL_HTTP_ADDR: consul.address, CONSUL_HTTP_TOKEN: token }, timeout: 30_000 },
+        {
+          env: { PATH: process.env.PATH ?? '', CONSUL_HTTP_ADDR: consul.address, CONSUL_HTTP_TOKEN: token },
+          timeout: 30_000,
+        },
       )
       return { code: 0, stdout, stderr }
     } catch (err) {
@@ -40,8 +46,20 @@ describeWithConsul('switchyard target', (consul) => {
   beforeAll(async () => {
     operatorToken = (await api.createToken(uniqueName('operator'), OPERATOR_POLICY)).secret
     upstreams.push(await startUpstream('blue'), await startUpstream('green'))
-    await api.register({ id: `${web}-b`, name: web, port: upstreams[0]!.port, tags: [`${prefix}/web`], meta: { version: '1.5.0' } })
-    await api.register({ id: `${web}-g`, name: web, port: upstreams[1]!.port, tags: [`${prefix}/web`], meta: { version: '1.6.0' } })
+    await api.register({
+      id: `${web}-b`,
+      name: web,
+      port: upstreams[0]!.port,
+      tags: [`${prefix}/web`],
+      meta: { version: '1.5.0' },
+    })
+    await api.register({
+      id: `${web}-g`,
+      name: web,
+      port: upstreams[1]!.port,
+      tags: [`${prefix}/web`],
+      meta: { version: '1.6.0' },
+    })
     proxy = await startTestProxy(consul, { routing: { tagPrefix: prefix, targetPrefix } })
   })
 
@@ -55,7 +73,9 @@ describeWithConsul('switchyard target', (consul) => {
   it('get shows that a service without a key sends traffic to every healthy instance', async () => {
     const r = await cli(['get', web])
     expect(r.code).toBe(0)
-    expect(r.stdout).toContain(`${web}: no target (key ${targetPrefix}/${web} absent): every healthy instance gets traffic`)
+    expect(r.stdout).toContain(
+      `${web}: no target (key ${targetPrefix}/${web} absent): every healthy instance gets traffic`,
+    )
     expect(r.stdout).toContain('version 1.5.0: 1 serving, 0 idle')
     expect(r.stdout).toContain('version 1.6.0: 1 serving, 0 idle')
   })
@@ -64,7 +84,11 @@ describeWithConsul('switchyard target', (consul) => {
     const r = await cli(['set', web, '--version', '1.6.0', '--wait', '--admin', proxy.app.adminUrl])
     expect(r.stderr).toBe('')
     expect(r.code).toBe(0)
-    expect(r.stdout).toMatch(new RegExp(`^${web}: no target -> \\{"version":"1.6.0"\\} \\(key ${targetPrefix}/${web}, modify index \\d+\\)\\n`))
+    expect(r.stdout).toMatch(
+      new RegExp(
+        `^${web}: no target -> \\{"version":"1.6.0"\\} \\(key ${targetPrefix}/${web}, modify index \\d+\\)\\n`,
+      ),
+    )
     expect(r.stdout).toContain(`${web}: live: traffic follows version=1.6.0`)
     // --wait promised: by now every request goes to the new version.
     for (let i = 0; i < 10; i++) expect((await proxy.get('/web')).body).toBe('green')
@@ -75,11 +99,25 @@ describeWithConsul('switchyard target', (consul) => {
     expect(r.code).toBe(0)
     expect(r.stdout).toContain('live: traffic follows weights=1.5.0:90,1.6.0:10')
     const json = JSON.parse((await cli(['get', web, '--json'])).stdout)
-    expect(json).toMatchObject({ value: '{"weights":{"1.5.0":90,"1.6.0":10}}', ready: true, effective: 'weights=1.5.0:90,1.6.0:10' })
+    expect(json).toMatchObject({
+      value: '{"weights":{"1.5.0":90,"1.6.0":10}}',
+      ready: true,
+      effective: 'weights=1.5.0:90,1.6.0:10',
+    })
   })
 
   it('set --wait fails after its timeout and says what is missing', async () => {
-    const r = await cli(['set', web, '--version', '9.9.9', '--wait', '--timeout', '1s', '--admin', proxy.app.adminUrl])
+    const r = await cli([
+      'set',
+      web,
+      '--version',
+      '9.9.9',
+      '--wait',
+      '--timeout',
+      '1s',
+      '--admin',
+      proxy.app.adminUrl,
+    ])
     expect(r.code).toBe(1)
     expect(r.stderr).toContain('warning: not live yet: no healthy instance of version 9.9.9')
     expect(r.stderr).toContain(
@@ -115,7 +153,9 @@ describeWithConsul('switchyard target', (consul) => {
   it('the proxy’s read-only token cannot set a target', async () => {
     const r = await cli(['set', web, '--version', '1.6.0'], consul.proxyToken)
     expect(r.code).toBe(1)
-    expect(r.stderr).toContain(`SWY_ERR_TARGET_WRITE: token cannot write ${targetPrefix}/${web}: 403 Permission denied`)
+    expect(r.stderr).toContain(
+      `SWY_ERR_TARGET_WRITE: token cannot write ${targetPrefix}/${web}: 403 Permission denied`,
+    )
   })
 
   it('clear removes the key and every healthy instance serves again', async () => {
