@@ -30,6 +30,7 @@ export const ERROR_CODES = {
   SWY_ERR_CLIENT_TIMEOUT:
     'The client did not send its request headers within proxy.timeouts.clientHeaders (408).',
   SWY_ERR_METHOD_NOT_ALLOWED: 'CONNECT: Switchyard is a reverse proxy and does not open tunnels (405).',
+  SWY_ERR_LISTEN: 'A listener could not open its address (in use, or not permitted). Exit code 1.',
 } as const
 
 export type ErrorCode = keyof typeof ERROR_CODES

@@ -3,6 +3,7 @@
 // modules, print, exit. Exit codes: 0 done, 1 failed at run time, 2 bad usage
 // or configuration (nothing was started).
 
+import cluster from 'node:cluster'
 import { readFileSync } from 'node:fs'
 import {
   type CommandFlags,
@@ -16,6 +17,7 @@ import { readSnapshotOnce } from '../consul/snapshot.js'
 import { ConfigError, SwitchyardError } from '../errors.js'
 import { createLogger } from '../log.js'
 import { buildRouteTable } from '../routing/build.js'
+import { runWorker, startPrimary, workerCount } from './cluster.js'
 import { formatRoutes } from './format.js'
 import { buildConfigOf, consulClientFor, startSwitchyard } from './serve.js'
 import { TARGET_FLAGS, targetClear, targetGet, targetSet } from './target.js'
@@ -46,6 +48,7 @@ config flags (override the file and environment):
   --tag-prefix <prefix>      route tag prefix (default urlprefix-)
   --target-prefix <prefix>   KV prefix of target state (default switchyard/targets)
   --strategy <name>          round-robin | random | least-outstanding
+  --workers <n|auto>         proxy worker processes (default auto: one per core)
   --access-log               log every request
   --log-level <level>        fatal | error | warn | info | debug | trace | silent
 
@@ -79,6 +82,11 @@ export async function main(argv: readonly string[], env: Env): Promise<number> {
 }
 
 function readConfig(argv: readonly string[], env: Env, command: CommandFlags = {}) {
+  const config = readConfigOnly(argv, env, command)
+  return { config, token: resolveToken(config) }
+}
+
+function readConfigOnly(argv: readonly string[], env: Env, command: CommandFlags = {}) {
   const path = configPath(argv, env, command)
   let file: ConfigFile | null = null
   if (path !== null) {
@@ -88,25 +96,44 @@ function readConfig(argv: readonly string[], env: Env, command: CommandFlags = {
       throw new ConfigError('--config', `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`)
     }
   }
-  const config = loadConfig(argv, env, file, command)
-  return { config, token: resolveToken(config) }
+  return loadConfig(argv, env, file, command)
 }
 
 async function serve(argv: readonly string[], env: Env): Promise<number> {
+  if (cluster.isWorker) {
+    // A proxy worker forked by the primary: same argv and environment, no
+    // Consul access (so no token), tables arrive over IPC.
+    const config = readConfigOnly(argv, env)
+    await runWorker(
+      config,
+      createLogger(config.log.level).child({ worker: cluster.worker?.id, pid: process.pid }),
+    )
+    return 0
+  }
   const { config, token } = readConfig(argv, env)
   const log = createLogger(config.log.level)
-  const app = await startSwitchyard(config, { log, token })
-  await new Promise<void>((resolve) => {
+  const workers = workerCount(config.proxy.workers)
+  const app =
+    workers > 1
+      ? await startPrimary(config, log, token, workers)
+      : await startSwitchyard(config, { log, token })
+  return new Promise<number>((resolve, reject) => {
     const onSignal = (signal: NodeJS.Signals) => {
       log.info({ signal }, 'signal received')
       process.off('SIGTERM', onSignal)
       process.off('SIGINT', onSignal)
-      void app.stop().then(resolve)
+      void app.stop().then(() => resolve(0))
     }
     process.on('SIGTERM', onSignal)
     process.on('SIGINT', onSignal)
+    if ('failed' in app) {
+      void app.failed.then((err) => {
+        process.off('SIGTERM', onSignal)
+        process.off('SIGINT', onSignal)
+        void app.stop().then(() => reject(err))
+      })
+    }
   })
-  return 0
 }
 
 async function routes(argv: readonly string[], env: Env): Promise<number> {

@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net'
 import { createAdminServer } from '../admin/server.js'
 import type { ResolvedConfig } from '../config/load.js'
 import { ConsulClient } from '../consul/client.js'
+import { SwitchyardError } from '../errors.js'
 import type { Logger } from '../log.js'
 import { accessLogObserver } from '../metrics/access-log.js'
 import { SwitchyardMetrics } from '../metrics/metrics.js'
@@ -45,9 +46,47 @@ export async function startSwitchyard(
   deps: { log: Logger; token: string; observer?: ProxyObserver },
 ): Promise<Switchyard> {
   const { log } = deps
-  const client = consulClientFor(config, deps.token)
+  const control = createControlPlane(config, log, deps.token)
+  const { store, sync, metrics } = control
+  const observer = combineObservers([
+    metrics.observer,
+    config.proxy.accessLog ? accessLogObserver(log) : null,
+    deps.observer,
+  ])
+  const data = createDataPlane(config, store, log, observer)
+  const admin = createAdminServer({ ...control.adminOptions, metrics: () => metrics.text() })
+
+  const adminUrl = await listen(admin, config.admin.listen)
+  const proxyUrl = await listen(data.proxy, config.proxy.listen).catch(async (err) => {
+    await control.stop(admin)
+    throw err
+  })
+  log.info({ proxy: proxyUrl, admin: adminUrl, consul: config.consul.origin }, 'switchyard listening')
+
+  const loaded = sync.start()
+  loaded.catch((err) => log.error({ err }, 'consul sync failed to start'))
+
+  let stopping: Promise<void> | null = null
+  const stop = () => {
+    stopping ??= (async () => {
+      await data.stop()
+      await control.stop(admin)
+      log.info('stopped')
+    })()
+    return stopping
+  }
+
+  return { store, sync, admin, metrics, ...data, proxyUrl, adminUrl, loaded, stop }
+}
+
+/**
+ * What reads Consul and decides: client, sync, store, metrics, and the admin
+ * listener's sources. One per host, whatever the number of workers.
+ */
+export function createControlPlane(config: ResolvedConfig, log: Logger, token: string) {
+  const client = consulClientFor(config, token)
   const store = new TableStore()
-  const sync = new TableSync({
+  const sync: TableSync = new TableSync({
     client,
     store,
     log,
@@ -63,12 +102,31 @@ export async function startSwitchyard(
     onBuild: (ms, changed) => metrics.observeBuild(ms, changed),
   })
   const metrics = new SwitchyardMetrics({ store, status: () => sync.status() })
-  const observer = combineObservers([
-    metrics.observer,
-    config.proxy.accessLog ? accessLogObserver(log) : null,
-    deps.observer,
-  ])
+  const adminOptions = {
+    store,
+    status: () => sync.status(),
+    readinessMaxStaleMs: config.readiness.maxStale,
+    config: redactConfig(config),
+    log,
+  }
+  const stop = async (admin: Server) => {
+    admin.closeAllConnections()
+    await Promise.all([new Promise<void>((resolve) => admin.close(() => resolve())), sync.stop()])
+    await client.close()
+  }
+  return { client, store, sync, metrics, adminOptions, stop }
+}
 
+/**
+ * What carries traffic: the proxy listener with its pools, picker state and
+ * passive health, reading whatever table `store` holds. One per worker.
+ */
+export function createDataPlane(
+  config: ResolvedConfig,
+  store: TableStore,
+  log: Logger,
+  observer: ProxyObserver,
+) {
   const t = config.proxy.timeouts
   const upstreams = new Upstreams({
     connectTimeoutMs: t.connect,
@@ -105,51 +163,14 @@ export async function startSwitchyard(
       keepAliveTimeoutMs: t.clientKeepAlive,
     },
   )
-  const admin = createAdminServer({
-    store,
-    status: () => sync.status(),
-    readinessMaxStaleMs: config.readiness.maxStale,
-    config: redactConfig(config),
-    metrics: () => metrics.text(),
-    log,
-  })
-
-  const adminUrl = await listen(admin, config.admin.listen)
-  const proxyUrl = await listen(proxy, config.proxy.listen)
-  log.info({ proxy: proxyUrl, admin: adminUrl, consul: config.consul.origin }, 'switchyard listening')
-
-  const loaded = sync.start()
-  loaded.catch((err) => log.error({ err }, 'consul sync failed to start'))
-
-  let stopping: Promise<void> | null = null
-  const stop = () => {
-    stopping ??= (async () => {
-      log.info({ graceMs: t.shutdown }, 'shutting down: draining in-flight requests')
-      const { cut } = await drainProxyServer(proxy, t.shutdown)
-      if (cut > 0) log.warn({ connections: cut, graceMs: t.shutdown }, 'shutdown deadline: connections cut')
-      admin.closeAllConnections()
-      await Promise.all([new Promise<void>((resolve) => admin.close(() => resolve())), sync.stop()])
-      await upstreams.close()
-      await client.close()
-      log.info('stopped')
-    })()
-    return stopping
+  /** Stops accepting, drains in-flight requests up to the shutdown timeout, closes the pools. */
+  const stop = async () => {
+    log.info({ graceMs: t.shutdown }, 'shutting down: draining in-flight requests')
+    const { cut } = await drainProxyServer(proxy, t.shutdown)
+    if (cut > 0) log.warn({ connections: cut, graceMs: t.shutdown }, 'shutdown deadline: connections cut')
+    await upstreams.close()
   }
-
-  return {
-    store,
-    sync,
-    proxy,
-    admin,
-    metrics,
-    balancer,
-    health,
-    upstreams,
-    proxyUrl,
-    adminUrl,
-    loaded,
-    stop,
-  }
+  return { proxy, balancer, health, upstreams, stop }
 }
 
 export function consulClientFor(config: ResolvedConfig, token: string): ConsulClient {
@@ -170,9 +191,14 @@ export function buildConfigOf(config: ResolvedConfig): BuildConfig {
   }
 }
 
-async function listen(server: Server, at: { host: string; port: number }): Promise<string> {
+export async function listen(server: Server, at: { host: string; port: number }): Promise<string> {
   server.listen(at.port, at.host)
-  await once(server, 'listening')
+  try {
+    await once(server, 'listening')
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message
+    throw new SwitchyardError('SWY_ERR_LISTEN', `cannot listen on ${at.host}:${at.port}: ${reason}`)
+  }
   const address = server.address() as AddressInfo
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
   return `http://${host}:${address.port}`

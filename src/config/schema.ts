@@ -34,6 +34,22 @@ const listen = z.string().transform((value, ctx) => {
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port }
 })
 
+/** `auto` (one worker per core) or a count; flags and env give strings. */
+const workers = z
+  .union([
+    z.literal('auto'),
+    z.number().int().min(1).max(256),
+    z.string().regex(/^\d+$/, 'must be auto or a number'),
+  ])
+  .transform((v, ctx) => {
+    const n = v === 'auto' ? 'auto' : Number(v)
+    if (n !== 'auto' && (n < 1 || n > 256)) {
+      ctx.addIssue({ code: 'custom', message: 'must be auto or a number from 1 to 256' })
+      return z.NEVER
+    }
+    return n
+  })
+
 const boolish = z
   .union([z.boolean(), z.enum(['true', 'false', '1', '0'])])
   .transform((v) => v === true || v === 'true' || v === '1')
@@ -43,6 +59,7 @@ export const configSchema = z
     proxy: z
       .object({
         listen: listen.prefault('0.0.0.0:9999'),
+        workers: workers.prefault('auto'),
         strategy: z.enum(['round-robin', 'random', 'least-outstanding']).default('round-robin'),
         retries: z.number().int().min(0).max(3).default(1),
         maxHeaderSize: z.number().int().min(1024).max(1_048_576).default(16_384),

@@ -3,6 +3,7 @@
 
 import { execFile, spawn } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
+import { type AddressInfo, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -73,6 +74,36 @@ describe('bad configuration stops start-up with one line naming the problem, exi
     const r = await run(['serv'])
     expect(r.code).toBe(2)
     expect(r.stderr).toContain('unknown command "serv"')
+  })
+})
+
+describe('a listen address already in use', () => {
+  it.each(['1', '2'])('stops start-up with exit 1 and says which address (--workers %s)', async (workers) => {
+    const busy = createServer()
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve))
+    const port = (busy.address() as AddressInfo).port
+    try {
+      const r = await run(
+        [
+          'serve',
+          '--workers',
+          workers,
+          '--listen',
+          `127.0.0.1:${port}`,
+          '--admin-listen',
+          `127.0.0.1:${await freePort()}`,
+        ],
+        {
+          CONSUL_HTTP_ADDR: `127.0.0.1:${await freePort()}`,
+        },
+      )
+      expect(r.code).toBe(1)
+      expect(r.stderr).toMatch(
+        new RegExp(`SWY_ERR_LISTEN: (proxy worker: )?cannot listen on 127\\.0\\.0\\.1:${port}: EADDRINUSE`),
+      )
+    } finally {
+      busy.close()
+    }
   })
 })
 

@@ -1,0 +1,247 @@
+// `switchyard serve` on several cores. The primary process is the control
+// plane: it alone watches Consul, builds each table once and hands it to every
+// worker (structured clone over IPC), so Consul's load does not grow with the
+// number of workers. It also runs the admin listener, and its /metrics adds
+// the workers' request counts to its own table and watch metrics. Workers are
+// data planes: a proxy listener on the shared port (node:cluster distributes
+// connections), their own pools, picker state and passive health.
+
+import cluster, { type Worker } from 'node:cluster'
+import type { Server } from 'node:http'
+import { availableParallelism } from 'node:os'
+import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client'
+import { createAdminServer } from '../admin/server.js'
+import type { ResolvedConfig } from '../config/load.js'
+import { SwitchyardError } from '../errors.js'
+import type { Logger } from '../log.js'
+import { accessLogObserver } from '../metrics/access-log.js'
+import { SwitchyardMetrics } from '../metrics/metrics.js'
+import { combineObservers } from '../metrics/observers.js'
+import type { RouteTable } from '../routing/types.js'
+import { TableStore } from '../table/store.js'
+import type { SyncStatus } from '../table/sync.js'
+import { createControlPlane, createDataPlane, listen } from './serve.js'
+
+type Metrics = MetricObjectWithValues<MetricValue<string>>[]
+
+/** Primary → worker. */
+type ToWorker =
+  | { readonly t: 'table'; readonly table: RouteTable }
+  | { readonly t: 'metrics'; readonly id: number }
+  | { readonly t: 'stop' }
+
+/** Worker → primary. */
+type ToPrimary =
+  | { readonly t: 'listening'; readonly url: string }
+  | { readonly t: 'cannot-listen'; readonly message: string }
+  | { readonly t: 'metrics'; readonly id: number; readonly metrics: Metrics }
+
+const NO_DIFF = { added: [], removed: [] }
+
+/** How many workers `proxy.workers` asks for on this machine. */
+export function workerCount(setting: 'auto' | number): number {
+  return setting === 'auto' ? availableParallelism() : setting
+}
+
+export interface Primary {
+  readonly adminUrl: string
+  /** Resolves with the proxy's URL once the first worker listens. */
+  readonly proxyUrl: Promise<string>
+  readonly loaded: Promise<void>
+  /** Resolves with the reason if a worker cannot listen at all (then nothing could serve). */
+  readonly failed: Promise<Error>
+  stop(): Promise<void>
+}
+
+export async function startPrimary(
+  config: ResolvedConfig,
+  log: Logger,
+  token: string,
+  workers: number,
+): Promise<Primary> {
+  cluster.setupPrimary({ serialization: 'advanced' })
+  const control = createControlPlane(config, log, token)
+  const { store, sync, metrics } = control
+  const listening = new Set<Worker>()
+  let stopping = false
+  let resolveUrl!: (url: string) => void
+  const proxyUrl = new Promise<string>((resolve) => {
+    resolveUrl = resolve
+  })
+  let fail!: (error: Error) => void
+  const failed = new Promise<Error>((resolve) => {
+    fail = resolve
+  })
+
+  const pending = new Map<number, { resolve: (m: Metrics) => void; left: number; parts: Metrics[] }>()
+  let nextId = 1
+  const send = (worker: Worker, message: ToWorker) => {
+    if (worker.isConnected()) worker.send(message)
+  }
+
+  const fork = (): Worker => {
+    const worker = cluster.fork()
+    worker.on('message', (message: ToPrimary) => {
+      if (message.t === 'cannot-listen') {
+        // Restarting would fail the same way (address in use, no permission).
+        stopping = true
+        fail(new SwitchyardError('SWY_ERR_LISTEN', `proxy worker: ${message.message}`))
+      } else if (message.t === 'listening') {
+        listening.add(worker)
+        resolveUrl(message.url)
+        if (store.loaded) send(worker, { t: 'table', table: store.current })
+      } else if (message.t === 'metrics') {
+        const request = pending.get(message.id)
+        if (request === undefined) return
+        request.parts.push(message.metrics)
+        if (--request.left === 0) {
+          pending.delete(message.id)
+          request.resolve(request.parts.flat())
+        }
+      }
+    })
+    worker.on('exit', (code, signal) => {
+      listening.delete(worker)
+      if (stopping) return
+      // A crashed worker is replaced; the others carry traffic meanwhile.
+      log.error({ worker: worker.id, code, signal }, 'proxy worker exited; starting a new one')
+      setTimeout(() => {
+        if (!stopping) fork()
+      }, 1_000).unref()
+    })
+    return worker
+  }
+  for (let i = 0; i < workers; i++) fork()
+
+  store.onSwap((table) => {
+    for (const worker of listening) send(worker, { t: 'table', table })
+  })
+
+  /** Every worker's metrics (those that answer within 2 s), to add to the primary's. */
+  const workerMetrics = (): Promise<Metrics[]> => {
+    const targets = [...listening]
+    if (targets.length === 0) return Promise.resolve([])
+    const id = nextId++
+    return new Promise((resolve) => {
+      const parts: Metrics[] = []
+      const timer = setTimeout(() => {
+        pending.delete(id)
+        resolve(parts)
+      }, 2_000)
+      pending.set(id, {
+        left: targets.length,
+        parts,
+        resolve: () => {
+          clearTimeout(timer)
+          resolve(parts)
+        },
+      })
+      for (const worker of targets) send(worker, { t: 'metrics', id })
+    })
+  }
+
+  const admin: Server = createAdminServer({
+    ...control.adminOptions,
+    // Ready also needs a worker that carries traffic.
+    status: () => {
+      const status = sync.status()
+      return listening.size > 0 ? status : { ...status, loaded: false }
+    },
+    metrics: async () => {
+      // The primary first: its table and watch gauges win ('first'), request counts add up.
+      const all = [await metrics.registry.getMetricsAsJSON(), ...(await workerMetrics())]
+      const registry = AggregatorRegistry.aggregate(all as Parameters<typeof AggregatorRegistry.aggregate>[0])
+      return { contentType: registry.contentType, body: await registry.metrics() }
+    },
+  })
+  const adminUrl = await listen(admin, config.admin.listen)
+  void proxyUrl.then((proxy) =>
+    log.info({ proxy, admin: adminUrl, workers, consul: config.consul.origin }, 'switchyard listening'),
+  )
+
+  const loaded = sync.start()
+  loaded.catch((err) => log.error({ err }, 'consul sync failed to start'))
+
+  let stopped: Promise<void> | null = null
+  const stop = () => {
+    stopped ??= (async () => {
+      stopping = true
+      const all = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined)
+      const exits = all.map(
+        (w) => new Promise<void>((resolve) => (w.isDead() ? resolve() : w.once('exit', () => resolve()))),
+      )
+      for (const worker of all) send(worker, { t: 'stop' })
+      // Workers drain up to the shutdown timeout themselves; this is the backstop.
+      const backstop = setTimeout(() => {
+        for (const worker of all) worker.process.kill('SIGKILL')
+      }, config.proxy.timeouts.shutdown + 5_000)
+      await Promise.all(exits)
+      clearTimeout(backstop)
+      await control.stop(admin)
+      log.info('stopped')
+    })()
+    return stopped
+  }
+
+  return { adminUrl, proxyUrl, loaded, failed, stop }
+}
+
+/** A worker: waits for tables from the primary and proxies with them until told to stop. */
+export async function runWorker(config: ResolvedConfig, log: Logger): Promise<void> {
+  const store = new TableStore()
+  const noSync: SyncStatus = { loaded: true, staleForMs: 0, lastSyncAt: 0, watches: [], problems: [] }
+  const metrics = new SwitchyardMetrics({ store, status: () => noSync })
+  const observer = combineObservers([
+    metrics.observer,
+    config.proxy.accessLog ? accessLogObserver(log) : null,
+  ])
+  const data = createDataPlane(config, store, log, observer)
+
+  let done!: () => void
+  const finished = new Promise<void>((resolve) => {
+    done = resolve
+  })
+  const listening = listen(data.proxy, config.proxy.listen)
+  let stopping = false
+  const stop = () => {
+    if (stopping) return
+    stopping = true
+    // A stop may come while the listener is still opening: drain it once open.
+    void listening
+      .catch(() => {})
+      .then(() => data.stop())
+      .then(done, done)
+  }
+  process.on('message', (message: ToWorker) => {
+    if (message.t === 'table') store.swap(message.table, NO_DIFF, Date.now())
+    else if (message.t === 'metrics') {
+      void metrics.registry.getMetricsAsJSON().then((m) => {
+        // Plain data only: some metric objects carry functions, which IPC cannot clone.
+        const reply: ToPrimary = { t: 'metrics', id: message.id, metrics: JSON.parse(JSON.stringify(m)) }
+        process.send?.(reply)
+      })
+    } else if (message.t === 'stop') stop()
+  })
+  // Ctrl-C reaches every process of the group: drain like on the primary's word.
+  process.on('SIGINT', stop)
+  process.on('SIGTERM', stop)
+  // The primary died without a word (killed): nobody will send tables or stop.
+  process.on('disconnect', stop)
+
+  let url: string
+  try {
+    url = await listening
+  } catch (err) {
+    const reply: ToPrimary = { t: 'cannot-listen', message: (err as Error).message }
+    process.send?.(reply)
+    process.exitCode = 1
+    if (process.connected) process.disconnect()
+    return
+  }
+  log.info({ proxy: url }, 'proxy worker listening')
+  const ready: ToPrimary = { t: 'listening', url }
+  process.send?.(ready)
+  await finished
+  // The IPC channel would keep the process alive.
+  if (process.connected) process.disconnect()
+}

@@ -1,0 +1,153 @@
+// `switchyard serve --workers N`: one process watches Consul and builds the
+// table, N workers carry traffic with it. Run as the compiled CLI.
+
+import { type ChildProcess, spawn } from 'node:child_process'
+import { Agent, request } from 'undici'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { freePort } from '../harness/consul-agent.js'
+import { ConsulApi } from '../harness/consul-api.js'
+import { describeWithConsul } from '../harness/context.js'
+import { startUpstream, type Upstream } from '../harness/upstream.js'
+import { eventually, uniqueName } from '../harness/wait.js'
+
+const CLI = new URL('../../dist/cli/main.js', import.meta.url).pathname
+
+describeWithConsul('serve with several workers', (consul) => {
+  const api = new ConsulApi(consul)
+  const prefix = `${uniqueName('wk')}-`
+  const targetPrefix = `switchyard/targets/${uniqueName('t')}`
+  const web = uniqueName('web')
+  const upstreams: Upstream[] = []
+  const lines: Record<string, unknown>[] = []
+  let child: ChildProcess
+  let proxy = ''
+  let admin = ''
+
+  beforeAll(async () => {
+    upstreams.push(await startUpstream('blue'), await startUpstream('green'))
+    await api.register({
+      id: `${web}-b`,
+      name: web,
+      port: upstreams[0]!.port,
+      tags: [`${prefix}/web`],
+      meta: { version: '1' },
+    })
+    await api.register({
+      id: `${web}-g`,
+      name: web,
+      port: upstreams[1]!.port,
+      tags: [`${prefix}/web`],
+      meta: { version: '2' },
+    })
+    const [proxyPort, adminPort] = [await freePort(), await freePort()]
+    proxy = `http://127.0.0.1:${proxyPort}`
+    admin = `http://127.0.0.1:${adminPort}`
+    child = spawn(
+      process.execPath,
+      [
+        CLI,
+        'serve',
+        '--workers',
+        '2',
+        '--listen',
+        `127.0.0.1:${proxyPort}`,
+        '--admin-listen',
+        `127.0.0.1:${adminPort}`,
+        '--tag-prefix',
+        prefix,
+        '--target-prefix',
+        targetPrefix,
+      ],
+      {
+        env: {
+          PATH: process.env.PATH ?? '',
+          CONSUL_HTTP_ADDR: consul.address,
+          CONSUL_HTTP_TOKEN: consul.proxyToken,
+        },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    )
+    let buffer = ''
+    child.stdout?.on('data', (d) => {
+      buffer += d
+      const parts = buffer.split('\n')
+      buffer = parts.pop() ?? ''
+      for (const line of parts) if (line) lines.push(JSON.parse(line))
+    })
+    await eventually(async () => expect((await fetch(`${admin}/ready`)).status).toBe(200), 15_000, 50)
+  })
+
+  afterAll(async () => {
+    if (child.exitCode === null) child.kill('SIGKILL')
+    await api.deregister(`${web}-b`)
+    await api.deregister(`${web}-g`)
+    await Promise.all(upstreams.map((u) => u.close()))
+  })
+
+  const workers = () => lines.filter((l) => l.msg === 'proxy worker listening')
+  /** A new connection each time, so every worker gets some requests. */
+  const get = async (url: string) => {
+    const dispatcher = new Agent({ pipelining: 0 })
+    try {
+      const res = await request(url, { dispatcher, headersTimeout: 5_000, bodyTimeout: 5_000 })
+      return { status: res.statusCode, text: await res.body.text() }
+    } finally {
+      await dispatcher.close()
+    }
+  }
+
+  it('starts the workers, serves through them and counts every request once in /metrics', async () => {
+    await eventually(() => expect(workers()).toHaveLength(2), 10_000, 50)
+    expect(new Set(workers().map((l) => l.pid)).size).toBe(2)
+    // Consul is watched by the primary only.
+    expect(lines.filter((l) => l.msg === 'first routing table')).toHaveLength(1)
+    const seen = new Set<string>()
+    for (let i = 0; i < 40; i++) {
+      const res = await get(`${proxy}/web`)
+      seen.add(res.text)
+    }
+    expect([...seen].sort()).toEqual(['blue', 'green'])
+    const text = await (await fetch(`${admin}/metrics`)).text()
+    const counts = [...text.matchAll(/^switchyard_requests_total\{([^}]*)\} (\d+)$/gm)]
+      .filter((m) => m[1]?.includes(`route="/web"`) && m[1]?.includes('status_class="2xx"'))
+      .reduce((sum, m) => sum + Number(m[2]), 0)
+    expect(counts).toBe(40)
+  })
+
+  it('hands every table change to the workers', async () => {
+    await api.kvPut(`${targetPrefix}/${web}`, '{"version":"2"}')
+    await eventually(async () => {
+      for (let i = 0; i < 10; i++) {
+        const res = await get(`${proxy}/web`)
+        expect(res.text).toBe('green')
+      }
+    }, 5_000)
+  })
+
+  it('replaces a worker that dies, and keeps serving meanwhile', async () => {
+    const victim = workers()[0]?.pid as number
+    process.kill(victim, 'SIGKILL')
+    // Connections handed to the worker as it died are lost with it; once the
+    // primary has noticed, the other worker takes all new ones.
+    await eventually(() =>
+      expect(lines.some((l) => l.msg === 'proxy worker exited; starting a new one')).toBe(true),
+    )
+    for (let i = 0; i < 10; i++) expect((await get(`${proxy}/web`)).status).toBe(200)
+    await eventually(() => expect(workers()).toHaveLength(3), 10_000, 50)
+    // The replacement got the current table.
+    await eventually(async () => {
+      for (let i = 0; i < 10; i++) {
+        const res = await get(`${proxy}/web`)
+        expect(res.text).toBe('green')
+      }
+    }, 5_000)
+  })
+
+  it('stops every process on SIGTERM with exit code 0', async () => {
+    child.kill('SIGTERM')
+    const code = await new Promise((resolve) => child.once('exit', resolve))
+    expect(code).toBe(0)
+    for (const w of workers()) expect(() => process.kill(w.pid as number, 0)).toThrow()
+    expect(lines.at(-1)?.msg).toBe('stopped')
+  })
+})
