@@ -2,6 +2,16 @@
 // same snapshot, targets, config and previous table give the same table, so it
 // is tested on recorded Consul JSON with no network, and every table the proxy
 // ever serves can be reproduced from its inputs.
+//
+// Incremental underneath, for fleets of thousands of instances: a health change
+// replaces one service's instance list in the snapshot and leaves the other
+// lists as they were (the same objects), so what is derived from an unchanged
+// list (its instances sorted, their tags parsed) is looked up rather than
+// recomputed, and a route whose inputs are all as they were when the previous
+// table built it is that table's Route object again. The caches live beside
+// the data, never in it: a table stays plain data, a previous table without a
+// cache entry (one received from another process) gives a full build, and
+// either way the result is the same.
 
 import { instanceSlice, instanceVersion } from './identity.js'
 import { buildCumulative, buildSchedule, groupShares } from './schedule.js'
@@ -60,6 +70,46 @@ interface Candidate {
   readonly slice: string
 }
 
+/** What an instance's own fields say, whatever its health and the targets. */
+interface InstanceFacts {
+  readonly instance: InstanceSnapshot
+  readonly version: string
+  readonly slice: string
+  /** Its routes in tag order. */
+  readonly routes: readonly { readonly id: string; readonly spec: RouteSpec }[]
+  /** Tag problems in tag order. */
+  readonly problems: readonly Problem[]
+}
+
+/** A service's instances in table order with their facts: derived once per instance list object. */
+interface ServiceFacts {
+  readonly tagPrefix: string
+  readonly instances: readonly InstanceFacts[]
+}
+
+/** What built a Route: a later build with the same inputs reuses the Route. */
+interface RouteInputs {
+  readonly route: Route
+  /**
+   * Everything its candidates derive from: the tag prefix, the accepted
+   * statuses, and per contributing service its name, instance list (the
+   * object: lists are immutable) and effective target. Compared item by item.
+   */
+  readonly key: readonly unknown[]
+  readonly problems: readonly Problem[]
+}
+
+interface RouteGroup {
+  readonly candidates: Candidate[]
+  readonly key: unknown[]
+  lastService: string
+}
+
+// One entry per instance list and one per table (not per instance or route):
+// weak references cost the garbage collector, and there are thousands.
+const serviceFactsOf = new WeakMap<readonly InstanceSnapshot[], ServiceFacts>()
+const routeInputsOf = new WeakMap<RouteTable, ReadonlyMap<string, RouteInputs>>()
+
 export function buildRouteTable(
   catalog: CatalogSnapshot,
   targets: readonly TargetEntry[],
@@ -79,42 +129,55 @@ export function buildRouteTable(
   const effective = new Map(statuses.map((s) => [s.service, s.effective]))
 
   // Group every (instance, tag) by the route it asks for.
-  const byRoute = new Map<string, Candidate[]>()
+  const byRoute = new Map<string, RouteGroup>()
+  const healthyKey = config.healthyStatuses.join(',')
   const serviceNames = [...catalog.services.keys()].sort()
   for (const service of serviceNames) {
-    const instances = [...(catalog.services.get(service) ?? [])].sort(compareInstances)
     const selection = effective.get(service) ?? null
-    for (const instance of instances) {
-      const subject = `service ${service}, instance ${instance.id} on ${instance.node}`
-      const version = instanceVersion(instance)
-      const slice = instanceSlice(instance)
-      for (const tag of instance.tags) {
-        const parsed = parseRouteTag(tag, config.tagPrefix)
-        if (parsed === null) continue
-        if (!parsed.ok) {
-          problems.add('SWY_ERR_TAG_SYNTAX', subject, `tag "${tag}": ${parsed.error}`)
-          continue
+    const list = catalog.services.get(service) ?? []
+    let target: string | null = null
+    for (const facts of serviceFacts(list, config.tagPrefix).instances) {
+      for (const p of facts.problems) problems.add(p.code, p.subject, p.message)
+      for (const { id, spec } of facts.routes) {
+        let group = byRoute.get(id)
+        if (group === undefined) {
+          group = { candidates: [], key: [config.tagPrefix, healthyKey], lastService: '' }
+          byRoute.set(id, group)
         }
-        for (const warning of parsed.warnings)
-          problems.add('SWY_ERR_TAG_OPTION', subject, `tag "${tag}": ${warning}`)
-        const id = routeId(parsed.spec)
-        const list = byRoute.get(id) ?? []
-        if (list.length === 0) byRoute.set(id, list)
-        list.push({
-          instance,
-          spec: parsed.spec,
-          health: health.get(instance) ?? 'unhealthy',
-          selected: matchesTarget(selection, version, slice),
-          version,
-          slice,
+        if (group.lastService !== service) {
+          target ??= formatTarget(selection)
+          group.key.push(service, list, target)
+          group.lastService = service
+        }
+        group.candidates.push({
+          instance: facts.instance,
+          spec,
+          health: health.get(facts.instance) ?? 'unhealthy',
+          selected: matchesTarget(selection, facts.version, facts.slice),
+          version: facts.version,
+          slice: facts.slice,
         })
       }
     }
   }
 
+  const before = routeInputsOf.get(previous)
+  const inputs = new Map<string, RouteInputs>()
   const routes: Route[] = []
   for (const id of [...byRoute.keys()].sort()) {
-    routes.push(buildRoute(id, byRoute.get(id) ?? [], effective, problems))
+    const group = byRoute.get(id) as RouteGroup
+    const old = before?.get(id)
+    if (old && sameKey(old.key, group.key)) {
+      for (const p of old.problems) problems.add(p.code, p.subject, p.message)
+      routes.push(old.route)
+      inputs.set(id, old)
+      continue
+    }
+    const routeProblems = new ProblemList()
+    const route = buildRoute(id, group.candidates, effective, routeProblems)
+    for (const p of routeProblems.list) problems.add(p.code, p.subject, p.message)
+    routes.push(route)
+    inputs.set(id, { route, key: group.key, problems: routeProblems.list })
   }
 
   const table: RouteTable = {
@@ -124,7 +187,55 @@ export function buildRouteTable(
     targets: statuses,
     problems: problems.list,
   }
+  routeInputsOf.set(table, inputs)
   return { table, problems: problems.list }
+}
+
+function serviceFacts(instances: readonly InstanceSnapshot[], tagPrefix: string): ServiceFacts {
+  const cached = serviceFactsOf.get(instances)
+  if (cached !== undefined && cached.tagPrefix === tagPrefix) return cached
+  const facts: ServiceFacts = {
+    tagPrefix,
+    instances: [...instances].sort(compareInstances).map((i) => instanceFacts(i, tagPrefix)),
+  }
+  serviceFactsOf.set(instances, facts)
+  return facts
+}
+
+function instanceFacts(instance: InstanceSnapshot, tagPrefix: string): InstanceFacts {
+  const routes: { id: string; spec: RouteSpec }[] = []
+  const problems: Problem[] = []
+  for (const tag of instance.tags) {
+    const parsed = parseRouteTag(tag, tagPrefix)
+    if (parsed === null) continue
+    if (!parsed.ok) {
+      problems.push({
+        code: 'SWY_ERR_TAG_SYNTAX',
+        subject: instanceSubject(instance),
+        message: `tag "${tag}": ${parsed.error}`,
+      })
+      continue
+    }
+    for (const warning of parsed.warnings) {
+      problems.push({
+        code: 'SWY_ERR_TAG_OPTION',
+        subject: instanceSubject(instance),
+        message: `tag "${tag}": ${warning}`,
+      })
+    }
+    routes.push({ id: routeId(parsed.spec), spec: parsed.spec })
+  }
+  return { instance, version: instanceVersion(instance), slice: instanceSlice(instance), routes, problems }
+}
+
+function instanceSubject(instance: InstanceSnapshot): string {
+  return `service ${instance.service}, instance ${instance.id} on ${instance.node}`
+}
+
+function sameKey(a: readonly unknown[], b: readonly unknown[]): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
 }
 
 function instanceHealth(instance: InstanceSnapshot, healthy: ReadonlySet<string>): Health {
@@ -422,9 +533,11 @@ function groupBy<T>(items: readonly T[], key: (item: T) => string): Map<string, 
 /** Problems in first-seen order, each reported once per build. */
 class ProblemList {
   readonly list: Problem[] = []
-  private readonly seen = new Set<string>()
+  // Made on the first problem: most lists (one per route built) stay empty.
+  private seen: Set<string> | null = null
   add(code: Problem['code'], subject: string, message: string): void {
     const key = `${code}\u0000${subject}\u0000${message}`
+    this.seen ??= new Set()
     if (this.seen.has(key)) return
     this.seen.add(key)
     this.list.push({ code, subject, message })

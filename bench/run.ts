@@ -1,0 +1,461 @@
+// The benchmark as a function: runs the chosen sections and returns one
+// report object (written as Markdown and JSON by main.ts). Presets: `full` (the
+// committed report, under 10 minutes), `quick` (a sanity run of about two
+// minutes) and `smoke` (seconds, for the test that keeps the suite working).
+
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { type BenchConsul, consulBinary, startBenchConsul } from './consul.js'
+import {
+  contenders as allContenders,
+  type BenchContext,
+  type Contender,
+  type Role,
+  type Running,
+  startBackend,
+  startFabioProcess,
+  startSwitchyardProcess,
+} from './contenders.js'
+import { criticalScenario, registerScenario, type ScenarioResult, targetScenario } from './convergence.js'
+import { fleet, fleetCatalog } from './fleet.js'
+import { type LoadTool, wrkVersion } from './load.js'
+import { describeMachine, type Machine } from './machine.js'
+import { OPTIMISATIONS, type Optimisation } from './optimisations.js'
+import { waitForHttp } from './procs.js'
+import { type ProfileResult, profileSwitchyard } from './profile.js'
+import { BENCH_BUILD_CONFIG, type RoutingResult, routingBench } from './routing.js'
+import { runScale, type ScaleResult } from './scale.js'
+import { runThroughput, type ThroughputResult, type Workload } from './throughput.js'
+
+export const SECTIONS = ['throughput', 'convergence', 'scale', 'routing', 'profile'] as const
+export type Section = (typeof SECTIONS)[number]
+export type Mode = 'full' | 'quick' | 'smoke'
+
+export interface BenchOptions {
+  readonly mode: Mode
+  readonly sections: readonly Section[]
+  /** Start NGINX, HAProxy and Fabio when installed (false: baselines, Switchyard and engines only). */
+  readonly peers: boolean
+  /** Only these contenders (by name); empty for all. */
+  readonly only: readonly string[]
+  readonly tool: LoadTool | 'auto'
+  readonly seconds: number
+  readonly warmupSeconds: number
+  readonly rounds: number
+  readonly connections: number
+  readonly pacedRate: number
+  /**
+   * Pace every workload to this many requests per second (null: as fast as
+   * possible). The smoke run uses it: it checks that everything works without
+   * loading a machine that runs other tests at the same time.
+   */
+  readonly rateCap: number | null
+  readonly trials: number
+  readonly scaleSizes: readonly (readonly [number, number])[]
+  readonly scaleChanges: number
+  readonly routingSize: readonly [number, number]
+  readonly buildRuns: number
+  readonly lookups: number
+  readonly profileSeconds: number
+  readonly peerWorkers: number
+  /** Another compiled tree (a dist/ folder) to run as a second Switchyard, for before/after figures. */
+  readonly compareDist: string | null
+  /** Where files worth keeping after the run go (the CPU profile). */
+  readonly artifacts: string
+}
+
+export function preset(mode: Mode): BenchOptions {
+  const common = {
+    mode,
+    peers: true,
+    only: [],
+    tool: 'auto' as const,
+    connections: 32,
+    rateCap: null,
+    peerWorkers: 1,
+    compareDist: null,
+    artifacts: join(new URL('results/tmp', import.meta.url).pathname),
+  }
+  switch (mode) {
+    case 'full':
+      return {
+        ...common,
+        sections: ['throughput', 'convergence', 'scale', 'routing'],
+        seconds: 4,
+        warmupSeconds: 2,
+        rounds: 3,
+        pacedRate: 2_000,
+        trials: 50,
+        scaleSizes: [
+          [100, 10],
+          [1_000, 10],
+        ],
+        scaleChanges: 6,
+        routingSize: [1_000, 10],
+        buildRuns: 20,
+        lookups: 2_000_000,
+        profileSeconds: 10,
+      }
+    case 'quick':
+      return {
+        ...common,
+        sections: ['throughput', 'convergence', 'scale', 'routing'],
+        seconds: 2,
+        warmupSeconds: 1,
+        rounds: 2,
+        pacedRate: 1_000,
+        trials: 10,
+        scaleSizes: [
+          [50, 10],
+          [200, 10],
+        ],
+        scaleChanges: 2,
+        routingSize: [1_000, 10],
+        buildRuns: 5,
+        lookups: 200_000,
+        profileSeconds: 5,
+      }
+    case 'smoke':
+      return {
+        ...common,
+        sections: ['throughput', 'convergence', 'scale', 'routing'],
+        peers: false,
+        seconds: 1,
+        warmupSeconds: 0,
+        rounds: 1,
+        connections: 8,
+        pacedRate: 300,
+        rateCap: 300,
+        trials: 3,
+        scaleSizes: [[5, 2]],
+        scaleChanges: 1,
+        routingSize: [20, 2],
+        buildRuns: 2,
+        lookups: 10_000,
+        profileSeconds: 1,
+      }
+  }
+}
+
+export interface ContenderInfo {
+  readonly name: string
+  readonly role: Role
+  readonly what: string
+  readonly version: string | null
+  /** Why it did not run, when it did not. */
+  readonly skipped: string | null
+}
+
+export interface BenchReport {
+  readonly startedAt: string
+  readonly durationSeconds: number
+  readonly command: string
+  readonly options: BenchOptions
+  readonly machine: Machine
+  readonly loadTool: string
+  readonly consulVersion: string | null
+  readonly contenders: readonly ContenderInfo[]
+  readonly workloads: readonly Workload[]
+  readonly throughput: ThroughputResult | null
+  readonly convergence: readonly ScenarioResult[] | null
+  readonly scale: readonly ScaleResult[] | null
+  readonly routing: RoutingResult | null
+  readonly profile: ProfileResult | null
+  readonly optimisations: readonly Optimisation[]
+  readonly notes: readonly string[]
+}
+
+export function workloadsFor(options: BenchOptions): Workload[] {
+  const all: Role[] = ['baseline', 'switchyard', 'peer', 'engine']
+  const cap = options.rateCap
+  const pace = cap === null ? 'as fast as possible' : `paced to about ${cap} req/s (--smoke)`
+  return [
+    {
+      name: 'small',
+      what: `GET, 33-byte response body, ${options.connections} connections, ${pace}`,
+      path: '/bench/small',
+      connections: options.connections,
+      rate: cap ?? undefined,
+      roles: all,
+    },
+    {
+      name: '64k',
+      what: `GET, 64 KiB response body, ${options.connections} connections, ${pace}`,
+      path: '/bench/64k',
+      connections: options.connections,
+      rate: cap ?? undefined,
+      roles: all,
+    },
+    {
+      name: 'small paced',
+      what: `GET, small body, 8 connections paced to about ${options.pacedRate} req/s in all: latency below saturation`,
+      path: '/bench/small',
+      connections: 8,
+      rate: options.pacedRate,
+      roles: ['baseline', 'switchyard', 'peer'],
+    },
+  ]
+}
+
+export async function runBench(
+  options: BenchOptions,
+  say: (line: string) => void,
+  command = 'npm run bench',
+): Promise<BenchReport> {
+  const started = Date.now()
+  const machine = describeMachine()
+  const notes: string[] = []
+  const wrk = await wrkVersion()
+  const tool: LoadTool = options.tool === 'auto' ? (wrk ? 'wrk' : 'autocannon') : options.tool
+  if (tool === 'wrk' && !wrk) throw new Error('--tool wrk: wrk is not installed (apt-get install wrk)')
+  if (!wrk) notes.push('wrk is not installed: autocannon generated the load (latency in whole milliseconds).')
+  say(
+    `machine: ${machine.cores} cores, ${machine.cpuModel}, node ${machine.node}, load ${machine.loadAverage}`,
+  )
+  say(`load generator: ${tool === 'wrk' ? wrk : 'autocannon'}`)
+
+  const wants = (s: Section) => options.sections.includes(s)
+  const needsConsul = wants('throughput') || wants('convergence') || wants('profile') || wants('scale')
+  if (needsConsul) {
+    try {
+      await consulBinary()
+    } catch (err) {
+      throw new Error(
+        `no Consul binary (scripts/consul): ${(err as { stderr?: string }).stderr?.trim() ?? String(err)}`,
+      )
+    }
+  }
+
+  // Which contenders run: probed once, absent ones skipped with the reason.
+  const contenders: ContenderInfo[] = []
+  const usable: Contender[] = []
+  for (const c of allContenders(options.compareDist)) {
+    let skipped: string | null = null
+    let version: string | null = null
+    if (options.only.length > 0 && !options.only.includes(c.name)) skipped = 'not selected (--only)'
+    else if (c.role === 'peer' && !options.peers) skipped = 'peers disabled (--no-peers)'
+    else {
+      const probe = await c.probe()
+      if (probe.ok) version = probe.version
+      else skipped = probe.reason
+    }
+    contenders.push({ name: c.name, role: c.role, what: c.what, version, skipped })
+    if (skipped === null) usable.push(c)
+    else say(`skipping ${c.name}: ${skipped}`)
+  }
+  const fabioUsable = usable.some((c) => c.name === 'fabio')
+
+  const tmp = mkdtempSync(join(tmpdir(), 'switchyard-bench-'))
+  let consul: BenchConsul | null = null
+  let throughput: ThroughputResult | null = null
+  let convergence: ScenarioResult[] | null = null
+  let scale: ScaleResult[] | null = null
+  let routing: RoutingResult | null = null
+  let profile: ProfileResult | null = null
+  const workloads = workloadsFor(options)
+  try {
+    if (wants('throughput') || wants('convergence') || wants('profile')) {
+      consul = await startBenchConsul()
+      say(`consul ${consul.version} dev agent at ${consul.info.address}`)
+    }
+
+    if (wants('throughput') || wants('profile')) {
+      const c = consul as BenchConsul
+      const backend = await startBackend()
+      try {
+        await c.api.register({
+          id: 'bench-backend',
+          name: 'bench-backend',
+          port: Number(new URL(backend.url).port),
+          tags: ['urlprefix-/bench'],
+        })
+        const ctx: BenchContext = {
+          tmp,
+          consul: c,
+          backendOrigin: backend.url,
+          probePath: '/bench/small',
+          peerWorkers: options.peerWorkers,
+          say,
+        }
+        if (wants('throughput'))
+          throughput = await throughputSection(usable, ctx, backend, options, tool, say, notes)
+        if (wants('profile')) {
+          say(`profile: switchyard with --cpu-prof, ${options.profileSeconds}s of the small workload`)
+          mkdirSync(options.artifacts, { recursive: true })
+          profile = await profileSwitchyard(c, tmp, options.artifacts, '/bench/small', tool, {
+            seconds: options.profileSeconds,
+            warmupSeconds: options.mode === 'smoke' ? 0 : 2,
+            connections: options.connections,
+            rate: options.rateCap ?? undefined,
+          })
+          say(`profile written to ${profile.file}`)
+        }
+      } finally {
+        await backend.stop()
+      }
+    }
+
+    if (wants('convergence')) {
+      convergence = await convergenceSection(consul as BenchConsul, tmp, options, fabioUsable, say)
+    }
+
+    if (wants('scale')) {
+      scale = []
+      for (const [services, perService] of options.scaleSizes) {
+        say(`scale: ${services} services x ${perService} instances`)
+        scale.push(
+          await runScale(
+            {
+              services,
+              perService,
+              changes: options.scaleChanges,
+              fabio: fabioUsable,
+              compareDist: options.compareDist,
+              tmp,
+              buildRuns: options.buildRuns,
+              lookups: options.lookups,
+            },
+            say,
+          ),
+        )
+      }
+    }
+
+    if (wants('routing')) {
+      const [services, perService] = options.routingSize
+      say(`routing: table build and lookup on a generated ${services} x ${perService} snapshot`)
+      routing = await routingBench(
+        `generated ${services} x ${perService} (bench/fleet.ts)`,
+        fleetCatalog(fleet(services, perService, BENCH_BUILD_CONFIG.tagPrefix)),
+        [],
+        { buildRuns: options.buildRuns, lookups: options.lookups },
+      )
+    }
+  } finally {
+    await consul?.stop()
+    rmSync(tmp, { recursive: true, force: true })
+  }
+
+  return {
+    startedAt: new Date(started).toISOString(),
+    durationSeconds: Math.round((Date.now() - started) / 1000),
+    command,
+    options,
+    machine,
+    loadTool: tool === 'wrk' ? (wrk ?? 'wrk') : 'autocannon',
+    consulVersion: consul?.version ?? null,
+    contenders,
+    workloads,
+    throughput,
+    convergence,
+    scale,
+    routing,
+    profile,
+    optimisations: OPTIMISATIONS,
+    notes,
+  }
+}
+
+async function throughputSection(
+  usable: readonly Contender[],
+  ctx: BenchContext,
+  backend: Running,
+  options: BenchOptions,
+  tool: LoadTool,
+  say: (line: string) => void,
+  notes: string[],
+): Promise<ThroughputResult> {
+  const running: (Running & { role: Role })[] = []
+  try {
+    for (const c of usable) {
+      say(`starting ${c.name}`)
+      try {
+        running.push({ ...(await c.start(ctx)), role: c.role })
+      } catch (err) {
+        // One contender that will not start must not cost the whole run.
+        const why = `${c.name} did not start, so it is missing from the throughput tables: ${(err as Error).message.split('\n')[0]}`
+        say(why)
+        notes.push(why)
+      }
+    }
+    return await runThroughput(
+      running,
+      backend,
+      {
+        tool,
+        seconds: options.seconds,
+        warmupSeconds: options.warmupSeconds,
+        rounds: options.rounds,
+        workloads: workloadsFor(options),
+        scratch: ctx.tmp,
+      },
+      say,
+    )
+  } finally {
+    for (const r of running) await r.stop()
+  }
+}
+
+async function convergenceSection(
+  consul: BenchConsul,
+  tmp: string,
+  options: BenchOptions,
+  fabio: boolean,
+  say: (line: string) => void,
+): Promise<ScenarioResult[]> {
+  const convergenceOptions = { trials: options.trials, settleMs: 100, trialTimeoutMs: 5_000, connections: 4 }
+  const results: ScenarioResult[] = []
+  const report = (r: ScenarioResult) => {
+    results.push(r)
+    say(
+      `convergence ${r.scenario} ${r.contender}: p50 ${r.primary.p50.toFixed(1)} ms, ` +
+        `p99 ${r.primary.p99.toFixed(1)} ms, max ${r.primary.max.toFixed(1)} ms` +
+        (r.timeouts > 0 ? `, ${r.timeouts} timeouts` : ''),
+    )
+  }
+  const sy = await startSwitchyardProcess({
+    name: 'switchyard-convergence',
+    dir: join(tmp, 'switchyard-convergence'),
+    consulAddress: consul.info.address,
+    token: consul.info.proxyToken,
+  })
+  try {
+    await waitForHttp(`${sy.adminUrl}/ready`, 30_000, sy.child)
+    const env = {
+      api: consul.api,
+      contender: 'switchyard',
+      proxyUrl: sy.url,
+      options: convergenceOptions,
+      say,
+      prefix: 'sy-',
+    }
+    report(await targetScenario(env, 'switchyard/targets'))
+    report(await criticalScenario(env))
+    report(await registerScenario(env))
+  } finally {
+    await sy.child.stop()
+  }
+  if (fabio) {
+    const f = await startFabioProcess({
+      consulAddress: consul.info.address,
+      token: consul.fabioToken,
+      gomaxprocs: options.peerWorkers,
+    })
+    try {
+      const env = {
+        api: consul.api,
+        contender: 'fabio',
+        proxyUrl: f.url,
+        options: convergenceOptions,
+        say,
+        prefix: 'fb-',
+      }
+      report(await criticalScenario(env))
+      report(await registerScenario(env))
+    } finally {
+      await f.child.stop()
+    }
+  }
+  return results
+}
