@@ -432,12 +432,19 @@ export const fabio: Contender = {
 /**
  * Every contender, in report order. `compareDist` adds a second Switchyard
  * running another compiled tree (`--compare-dist DIR`), for before/after
- * figures of a change in one interleaved run. A `serve --workers N` mode joins here.
+ * figures of a change in one interleaved run.
  */
 export function contenders(compareDist: string | null = null): Contender[] {
   return [
     direct,
     switchyardContender(),
+    // One primary and two proxy workers: on this 2-core box they compete with
+    // the load generator and the backend for the same cores (reported as such).
+    switchyardContender(
+      'switchyard x2',
+      ['--workers', '2'],
+      'switchyard serve --workers 2 (a primary and two proxy workers)',
+    ),
     ...(compareDist
       ? [
           switchyardContender(

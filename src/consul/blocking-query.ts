@@ -15,6 +15,7 @@
 // A response whose body did not change is not passed on (Consul wakes blocking
 // queries for writes that do not affect the result).
 
+import { createHash } from 'node:crypto'
 import { type Clock, systemClock } from '../clock.js'
 
 export interface BlockingQueryOptions<T> {
@@ -54,7 +55,8 @@ export class BlockingQuery<T> {
   private readonly random: () => number
   private readonly controller = new AbortController()
   private running: Promise<void> | null = null
-  private lastBody: string | null = null
+  /** Digest of the last body passed on: a whole body per watch would cost megabytes in a large fleet. */
+  private lastDigest: string | null = null
   /** Answers in a row without a usable X-Consul-Index. */
   private badIndexes = 0
   private firstValue!: () => void
@@ -112,7 +114,8 @@ export class BlockingQuery<T> {
       this.s.requests++
       try {
         const res = await this.options.fetch(this.s.index, signal)
-        const value = res.body === this.lastBody ? undefined : { parsed: this.options.parse(res.body) }
+        const digest = createHash('sha256').update(res.body).digest('base64')
+        const value = digest === this.lastDigest ? undefined : { parsed: this.options.parse(res.body) }
         this.s.index = res.index < 1 ? 1 : res.index < this.s.index ? 0 : res.index
         if (this.s.consecutiveErrors > 0) this.options.onRecover?.(this.clock.now() - this.s.failingSince)
         this.s.consecutiveErrors = 0
@@ -120,7 +123,7 @@ export class BlockingQuery<T> {
         this.s.lastError = null
         this.s.lastSuccessAt = this.clock.now()
         if (value !== undefined) {
-          this.lastBody = res.body
+          this.lastDigest = digest
           this.options.onValue(value.parsed)
           this.firstValue()
         }

@@ -60,8 +60,10 @@ class ResponseHandler implements Dispatcher.DispatchHandler {
       return
     }
     this.status = statusCode
-    // Send the head at once: a server-sent-events stream may not write a byte for a while.
-    this.res.flushHeaders()
+    // A body of unknown length (a stream, server-sent events) may not write a
+    // byte for a while: send the head at once. With a Content-Length, the head
+    // leaves with the first body bytes, one socket write instead of two.
+    if (headers['content-length'] === undefined) this.res.flushHeaders()
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {

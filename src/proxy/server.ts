@@ -289,6 +289,10 @@ export function createProxyServer(options: ProxyOptions, serverOptions: ProxySer
       keepAliveTimeout: serverOptions.keepAliveTimeoutMs,
       // Checked (and counted) by the resolver instead, which also refuses duplicates.
       requireHostHeader: false,
+      // Client sockets buffer up to 64 KiB before pushing back (Node's default
+      // is 16 KiB): a typical response body then passes without pausing the
+      // upstream read and resuming it on 'drain' several times over.
+      highWaterMark: 65_536,
     },
     createProxyHandler(options, state),
   )

@@ -33,8 +33,16 @@ describeWithConsul('npm run demo', () => {
       [
         ...stdout.matchAll(new RegExp(`^\\s+${version.replace('.', '\\.')}\\s+[█░]+\\s+([\\d.]+)%`, 'gm')),
       ].map((m) => Number(m[1]))
-    expect(bar('1.0')).toEqual([100, 90, 0])
-    expect(bar('2.0')).toEqual([0, 10, 100])
+    // Exact with one process; with a worker per core each worker keeps its own
+    // round-robin position, so the canary share is 10 % give or take a request or two.
+    const [all1, canary, none1] = bar('1.0')
+    expect([all1, none1]).toEqual([100, 0])
+    expect(canary).toBeGreaterThanOrEqual(89)
+    expect(canary).toBeLessThanOrEqual(91)
+    const [none2, canary2, all2] = bar('2.0')
+    expect([none2, all2]).toEqual([0, 100])
+    expect(canary2).toBeGreaterThanOrEqual(9)
+    expect(canary2).toBeLessThanOrEqual(11)
     expect(stdout).toMatch(/green-2\s+░+\s+0\.0%\s+\(0\)/)
     for (const port of new Set(ports(stdout))) expect(await listening(port)).toBe(false)
   })
