@@ -6,12 +6,12 @@ import { setTimeout as delay } from 'node:timers/promises'
 import type { ResolvedConfig } from '../config/load.js'
 import { parseDuration } from '../config/schema.js'
 import type { ConsulClient } from '../consul/client.js'
-import { deleteKeyCas, readKey, writeKeyCas } from '../consul/kv.js'
+import { deleteKeyCas, type KvEntry, readKey, writeKeyCas } from '../consul/kv.js'
 import { readSnapshotOnce } from '../consul/snapshot.js'
 import { SwitchyardError } from '../errors.js'
 import { buildRouteTable } from '../routing/build.js'
 import { formatTarget, parseTarget } from '../routing/targets.js'
-import type { TargetSpec, TargetStatus } from '../routing/types.js'
+import type { RouteTable, TargetSpec, TargetStatus } from '../routing/types.js'
 import { buildConfigOf } from './serve.js'
 
 export const TARGET_FLAGS = {
@@ -68,10 +68,16 @@ function keyOf(config: ResolvedConfig, service: string): string {
   return `${config.routing.targetPrefix}/${service}`
 }
 
-/** What Switchyard would do with the target state in Consul right now (a dry-run build). */
+/**
+ * What Switchyard would do with the target state in Consul right now (a
+ * dry-run build). `before` is the key's value before this command wrote it: a
+ * running proxy that served it keeps serving it while the new target is not
+ * ready, so the dry run builds from it first, as the proxy did.
+ */
 async function dryRun(
   ctx: Context,
   service: string,
+  before?: KvEntry,
 ): Promise<{ status: TargetStatus | null; versions: Map<string, string> }> {
   const { config, client } = ctx
   const { catalog, targets } = await readSnapshotOnce(client, {
@@ -79,7 +85,15 @@ async function dryRun(
     targetPrefix: config.routing.targetPrefix,
     stale: config.consul.stale,
   })
-  const { table } = buildRouteTable(catalog, targets, buildConfigOf(config))
+  const build = buildConfigOf(config)
+  let previous: RouteTable | undefined
+  if (before !== undefined) {
+    const earlier = targets.filter((t) => t.key !== before.key)
+    if (before.value !== null)
+      earlier.push({ key: before.key, value: before.value, modifyIndex: before.modifyIndex })
+    previous = buildRouteTable(catalog, earlier, build).table
+  }
+  const { table } = buildRouteTable(catalog, targets, build, previous)
   const counts = new Map<string, { serving: number; idle: number }>()
   for (const route of table.routes) {
     for (const t of [...route.targets, ...route.idle]) {
@@ -143,7 +157,7 @@ export async function targetSet(ctx: Context, service: string, flags: TargetFlag
     `${service}: ${before.value ?? 'no target'} -> ${json} (key ${key}, modify index ${after.modifyIndex})`,
   )
 
-  const { status } = await dryRun(ctx, service)
+  const { status } = await dryRun(ctx, service, before)
   if (status && !status.ready) ctx.err(`warning: not live yet: ${status.reason}`)
   if (!flags.wait) return 0
 
@@ -153,7 +167,7 @@ export async function targetSet(ctx: Context, service: string, flags: TargetFlag
     missing =
       typeof flags.admin === 'string'
         ? await missingAtAdmin(flags.admin, service, spec, after.modifyIndex)
-        : missingInDryRun(await dryRun(ctx, service), spec)
+        : missingInDryRun(await dryRun(ctx, service, before), spec)
     if (missing === '') {
       ctx.out(`${service}: live: traffic follows ${formatTarget(spec)}`)
       return 0
