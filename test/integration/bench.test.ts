@@ -38,13 +38,16 @@ describeWithConsul('benchmark suite, smoke run', () => {
         '64k direct',
         '64k http-proxy engine',
         '64k switchyard',
+        '64k switchyard x2',
         '64k undici engine',
         'small direct',
         'small http-proxy engine',
         'small switchyard',
+        'small switchyard x2',
         'small undici engine',
         'small paced direct',
         'small paced switchyard',
+        'small paced switchyard x2',
       ].sort(),
     )
     for (const sample of report.throughput?.samples ?? []) {
