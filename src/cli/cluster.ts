@@ -26,12 +26,15 @@ type Metrics = MetricObjectWithValues<MetricValue<string>>[]
 
 /** Primary → worker. */
 type ToWorker =
-  | { readonly t: 'table'; readonly table: RouteTable }
+  /** The table to use; `null` in answer to `hello` while the primary has none yet. */
+  | { readonly t: 'table'; readonly table: RouteTable | null }
   | { readonly t: 'metrics'; readonly id: number }
   | { readonly t: 'stop' }
 
 /** Worker → primary. */
 type ToPrimary =
+  /** Ready for tables: the primary answers with the current one (or null). */
+  | { readonly t: 'hello' }
   | { readonly t: 'listening'; readonly url: string }
   | { readonly t: 'cannot-listen'; readonly message: string }
   | { readonly t: 'metrics'; readonly id: number; readonly metrics: Metrics }
@@ -62,6 +65,8 @@ export async function startPrimary(
   cluster.setupPrimary({ serialization: 'advanced' })
   const control = createControlPlane(config, log, token)
   const { store, sync, metrics } = control
+  /** Workers that asked for tables, and those that also carry traffic. */
+  const fed = new Set<Worker>()
   const listening = new Set<Worker>()
   let stopping = false
   let resolveUrl!: (url: string) => void
@@ -86,10 +91,13 @@ export async function startPrimary(
         // Restarting would fail the same way (address in use, no permission).
         stopping = true
         fail(new SwitchyardError('SWY_ERR_LISTEN', `proxy worker: ${message.message}`))
+      } else if (message.t === 'hello') {
+        // From now on it gets every table; it listens only once it has this one.
+        fed.add(worker)
+        send(worker, { t: 'table', table: store.loaded ? store.current : null })
       } else if (message.t === 'listening') {
         listening.add(worker)
         resolveUrl(message.url)
-        if (store.loaded) send(worker, { t: 'table', table: store.current })
       } else if (message.t === 'metrics') {
         const request = pending.get(message.id)
         if (request === undefined) return
@@ -102,6 +110,7 @@ export async function startPrimary(
     })
     worker.on('exit', (code, signal) => {
       listening.delete(worker)
+      fed.delete(worker)
       if (stopping) return
       // A crashed worker is replaced; the others carry traffic meanwhile.
       log.error({ worker: worker.id, code, signal }, 'proxy worker exited; starting a new one')
@@ -114,7 +123,7 @@ export async function startPrimary(
   for (let i = 0; i < workers; i++) fork()
 
   store.onSwap((table) => {
-    for (const worker of listening) send(worker, { t: 'table', table })
+    for (const worker of fed) send(worker, { t: 'table', table })
   })
 
   /** Every worker's metrics (those that answer within 2 s), to add to the primary's. */
@@ -201,11 +210,20 @@ export async function runWorker(config: ResolvedConfig, log: Logger): Promise<vo
   const finished = new Promise<void>((resolve) => {
     done = resolve
   })
-  const listening = listen(data.proxy, config.proxy.listen)
+  // The first answer to `hello` is the current table (or null before there is
+  // one): listening only after it means no request meets an empty table while
+  // the primary has a full one.
+  let gotFirst!: () => void
+  const firstTable = new Promise<void>((resolve) => {
+    gotFirst = resolve
+  })
   let stopping = false
+  const listening = firstTable.then(() => (stopping ? null : listen(data.proxy, config.proxy.listen)))
   const stop = () => {
     if (stopping) return
     stopping = true
+    // Stopped before the first table came (the primary is gone): never listen.
+    gotFirst()
     // A stop may come while the listener is still opening: drain it once open.
     void listening
       .catch(() => {})
@@ -213,8 +231,10 @@ export async function runWorker(config: ResolvedConfig, log: Logger): Promise<vo
       .then(done, done)
   }
   process.on('message', (message: ToWorker) => {
-    if (message.t === 'table') store.swap(message.table, NO_DIFF, Date.now())
-    else if (message.t === 'metrics') {
+    if (message.t === 'table') {
+      if (message.table !== null) store.swap(message.table, NO_DIFF, Date.now())
+      gotFirst()
+    } else if (message.t === 'metrics') {
       void metrics.registry.getMetricsAsJSON().then((m) => {
         // Plain data only: some metric objects carry functions, which IPC cannot clone.
         const reply: ToPrimary = { t: 'metrics', id: message.id, metrics: JSON.parse(JSON.stringify(m)) }
@@ -227,8 +247,10 @@ export async function runWorker(config: ResolvedConfig, log: Logger): Promise<vo
   process.on('SIGTERM', stop)
   // The primary died without a word (killed): nobody will send tables or stop.
   process.on('disconnect', stop)
+  const hello: ToPrimary = { t: 'hello' }
+  process.send?.(hello)
 
-  let url: string
+  let url: string | null
   try {
     url = await listening
   } catch (err) {
@@ -238,9 +260,11 @@ export async function runWorker(config: ResolvedConfig, log: Logger): Promise<vo
     if (process.connected) process.disconnect()
     return
   }
-  log.info({ proxy: url }, 'proxy worker listening')
-  const ready: ToPrimary = { t: 'listening', url }
-  process.send?.(ready)
+  if (url !== null) {
+    log.info({ proxy: url }, 'proxy worker listening')
+    const ready: ToPrimary = { t: 'listening', url }
+    process.send?.(ready)
+  }
   await finished
   // The IPC channel would keep the process alive.
   if (process.connected) process.disconnect()
