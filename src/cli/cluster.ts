@@ -80,12 +80,17 @@ export async function startPrimary(
 
   const pending = new Map<number, { resolve: (m: Metrics) => void; left: number; parts: Metrics[] }>()
   let nextId = 1
+  // A worker can go away between the check and the write: the error then
+  // belongs to the callback (its exit is handled elsewhere), not to a crash.
   const send = (worker: Worker, message: ToWorker) => {
-    if (worker.isConnected()) worker.send(message)
+    if (worker.isConnected()) worker.send(message, () => {})
   }
 
   const fork = (): Worker => {
     const worker = cluster.fork()
+    worker.on('error', (err) =>
+      log.debug({ worker: worker.id, err: err.message }, 'proxy worker channel error'),
+    )
     worker.on('message', (message: ToPrimary) => {
       if (message.t === 'cannot-listen') {
         // Restarting would fail the same way (address in use, no permission).
@@ -195,6 +200,11 @@ export async function startPrimary(
   return { adminUrl, proxyUrl, loaded, failed, stop }
 }
 
+/** To the primary, unless it is gone (then the 'disconnect' handler stops this worker). */
+function toPrimary(message: ToPrimary): void {
+  if (process.connected) process.send?.(message, undefined, undefined, () => {})
+}
+
 /** A worker: waits for tables from the primary and proxies with them until told to stop. */
 export async function runWorker(config: ResolvedConfig, log: Logger): Promise<void> {
   const store = new TableStore()
@@ -238,7 +248,7 @@ export async function runWorker(config: ResolvedConfig, log: Logger): Promise<vo
       void metrics.registry.getMetricsAsJSON().then((m) => {
         // Plain data only: some metric objects carry functions, which IPC cannot clone.
         const reply: ToPrimary = { t: 'metrics', id: message.id, metrics: JSON.parse(JSON.stringify(m)) }
-        process.send?.(reply)
+        toPrimary(reply)
       })
     } else if (message.t === 'stop') stop()
   })
@@ -248,14 +258,14 @@ export async function runWorker(config: ResolvedConfig, log: Logger): Promise<vo
   // The primary died without a word (killed): nobody will send tables or stop.
   process.on('disconnect', stop)
   const hello: ToPrimary = { t: 'hello' }
-  process.send?.(hello)
+  toPrimary(hello)
 
   let url: string | null
   try {
     url = await listening
   } catch (err) {
     const reply: ToPrimary = { t: 'cannot-listen', message: (err as Error).message }
-    process.send?.(reply)
+    toPrimary(reply)
     process.exitCode = 1
     if (process.connected) process.disconnect()
     return
@@ -263,7 +273,7 @@ export async function runWorker(config: ResolvedConfig, log: Logger): Promise<vo
   if (url !== null) {
     log.info({ proxy: url }, 'proxy worker listening')
     const ready: ToPrimary = { t: 'listening', url }
-    process.send?.(ready)
+    toPrimary(ready)
   }
   await finished
   // The IPC channel would keep the process alive.
