@@ -31,6 +31,10 @@ export const ERROR_CODES = {
     'The client did not send its request headers within proxy.timeouts.clientHeaders (408).',
   SWY_ERR_METHOD_NOT_ALLOWED: 'CONNECT: Switchyard is a reverse proxy and does not open tunnels (405).',
   SWY_ERR_LISTEN: 'A listener could not open its address (in use, or not permitted). Exit code 1.',
+  SWY_ERR_SERVICE_NOT_LOADED:
+    "A routed service's instances could not be read from Consul yet; its routes answer 503 meanwhile.",
+  SWY_ERR_INSTANCE_ADDRESS:
+    'A service instance has an address or port no connection can be made to; it gets no traffic.',
 } as const
 
 export type ErrorCode = keyof typeof ERROR_CODES

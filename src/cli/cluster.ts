@@ -41,6 +41,17 @@ type ToPrimary =
 
 const NO_DIFF = { added: [], removed: [] }
 
+/** Environment variable through which a worker receives the primary's resolved config. */
+export const WORKER_CONFIG_ENV = 'SWITCHYARD_WORKER_CONFIG'
+
+/** The config a worker was started with (see WORKER_CONFIG_ENV). */
+export function workerConfigFrom(env: Readonly<Record<string, string | undefined>>): ResolvedConfig {
+  const text = env[WORKER_CONFIG_ENV]
+  if (text === undefined)
+    throw new Error(`${WORKER_CONFIG_ENV} is not set: a worker is started by the primary`)
+  return JSON.parse(text) as ResolvedConfig
+}
+
 /** How many workers `proxy.workers` asks for on this machine. */
 export function workerCount(setting: 'auto' | number): number {
   return setting === 'auto' ? availableParallelism() : setting
@@ -65,6 +76,7 @@ export async function startPrimary(
   cluster.setupPrimary({ serialization: 'advanced' })
   const control = createControlPlane(config, log, token)
   const { store, sync, metrics } = control
+  const workerConfig: ResolvedConfig = { ...config, consul: { ...config.consul, token: '', tokenFile: '' } }
   /** Workers that asked for tables, and those that also carry traffic. */
   const fed = new Set<Worker>()
   const listening = new Set<Worker>()
@@ -87,7 +99,9 @@ export async function startPrimary(
   }
 
   const fork = (): Worker => {
-    const worker = cluster.fork()
+    // The config the primary validated, not a second read of the file (which
+    // may have changed since): workers need no token, so none is passed.
+    const worker = cluster.fork({ [WORKER_CONFIG_ENV]: JSON.stringify(workerConfig) })
     worker.on('error', (err) =>
       log.debug({ worker: worker.id, err: err.message }, 'proxy worker channel error'),
     )
@@ -107,6 +121,7 @@ export async function startPrimary(
         const request = pending.get(message.id)
         if (request === undefined) return
         request.parts.push(message.metrics)
+        lastMetrics.set(worker, message.metrics)
         if (--request.left === 0) {
           pending.delete(message.id)
           request.resolve(request.parts.flat())
@@ -116,6 +131,7 @@ export async function startPrimary(
     worker.on('exit', (code, signal) => {
       listening.delete(worker)
       fed.delete(worker)
+      retire(worker)
       if (stopping) return
       // A crashed worker is replaced; the others carry traffic meanwhile.
       log.error({ worker: worker.id, code, signal }, 'proxy worker exited; starting a new one')
@@ -125,11 +141,29 @@ export async function startPrimary(
     })
     return worker
   }
-  for (let i = 0; i < workers; i++) fork()
 
   store.onSwap((table) => {
     for (const worker of fed) send(worker, { t: 'table', table })
   })
+
+  // Counters of workers that exited, as last scraped, so that a replaced
+  // worker starting from 0 does not make the summed counters fall (Prometheus
+  // would read that as a reset and rate() would spike).
+  const lastMetrics = new Map<Worker, Metrics>()
+  let retired: Metrics = []
+  let retiring = Promise.resolve()
+  const retire = (worker: Worker) => {
+    const last = lastMetrics.get(worker)
+    lastMetrics.delete(worker)
+    if (last === undefined) return
+    const counts = last.filter((m) => ['counter', 'histogram'].includes(String(m.type)))
+    retiring = retiring.then(async () => {
+      const merged = AggregatorRegistry.aggregate([retired, counts] as Parameters<
+        typeof AggregatorRegistry.aggregate
+      >[0])
+      retired = (await merged.getMetricsAsJSON()) as Metrics
+    })
+  }
 
   /** Every worker's metrics (those that answer within 2 s), to add to the primary's. */
   const workerMetrics = (): Promise<Metrics[]> => {
@@ -163,12 +197,19 @@ export async function startPrimary(
     },
     metrics: async () => {
       // The primary first: its table and watch gauges win ('first'), request counts add up.
-      const all = [await metrics.registry.getMetricsAsJSON(), ...(await workerMetrics())]
+      const live = await workerMetrics()
+      await retiring
+      const all = [await metrics.registry.getMetricsAsJSON(), retired, ...live]
       const registry = AggregatorRegistry.aggregate(all as Parameters<typeof AggregatorRegistry.aggregate>[0])
       return { contentType: registry.contentType, body: await registry.metrics() }
     },
   })
-  const adminUrl = await listen(admin, config.admin.listen)
+  // The admin address first: when it is taken, start-up fails before any worker exists.
+  const adminUrl = await listen(admin, config.admin.listen).catch(async (err) => {
+    await control.stop(admin)
+    throw err
+  })
+  for (let i = 0; i < workers; i++) fork()
   void proxyUrl.then((proxy) =>
     log.info({ proxy, admin: adminUrl, workers, consul: config.consul.origin }, 'switchyard listening'),
   )

@@ -17,7 +17,7 @@ import { readSnapshotOnce } from '../consul/snapshot.js'
 import { ConfigError, SwitchyardError } from '../errors.js'
 import { createLogger } from '../log.js'
 import { buildRouteTable } from '../routing/build.js'
-import { runWorker, startPrimary, workerCount } from './cluster.js'
+import { runWorker, startPrimary, workerConfigFrom, workerCount } from './cluster.js'
 import { formatRoutes } from './format.js'
 import { buildConfigOf, consulClientFor, startSwitchyard } from './serve.js'
 import { TARGET_FLAGS, targetClear, targetGet, targetSet } from './target.js'
@@ -101,9 +101,9 @@ function readConfigOnly(argv: readonly string[], env: Env, command: CommandFlags
 
 async function serve(argv: readonly string[], env: Env): Promise<number> {
   if (cluster.isWorker) {
-    // A proxy worker forked by the primary: same argv and environment, no
-    // Consul access (so no token), tables arrive over IPC.
-    const config = readConfigOnly(argv, env)
+    // A proxy worker forked by the primary: its config comes from the primary,
+    // it has no Consul access (so no token), tables arrive over IPC.
+    const config = workerConfigFrom(env)
     await runWorker(
       config,
       createLogger(config.log.level).child({ worker: cluster.worker?.id, pid: process.pid }),

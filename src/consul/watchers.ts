@@ -37,8 +37,12 @@ function blockingFetch(
   what: string,
   onResponse: (res: ConsulResponse) => void = () => {},
 ) {
-  // Consul adds up to wait/16 of jitter; the timeout leaves room for it and the network.
-  const timeoutMs = settings.waitMs + Math.ceil(settings.waitMs / 16) + 5_000
+  // Consul adds up to wait/16 of jitter; the timeout leaves room for it and
+  // the network. A non-blocking read (index 0: the first, and after an error)
+  // should answer at once, so a Consul that accepts and then hangs is noticed
+  // in seconds rather than after a whole wait.
+  const blockingTimeoutMs = settings.waitMs + Math.ceil(settings.waitMs / 16) + 5_000
+  const readTimeoutMs = Math.min(blockingTimeoutMs, 15_000)
   return async (index: number, signal: AbortSignal) => {
     const res = await client.get(
       path,
@@ -47,7 +51,7 @@ function blockingFetch(
         index: index > 0 ? index : undefined,
         wait: index > 0 ? `${Math.ceil(settings.waitMs / 1000)}s` : undefined,
       },
-      { signal, timeoutMs },
+      { signal, timeoutMs: index > 0 ? blockingTimeoutMs : readTimeoutMs },
     )
     onResponse(res)
     return { index: res.index, body: readBody(path, res, what) }
@@ -92,6 +96,8 @@ export class CatalogWatcher {
   private readonly health = new Map<string, BlockingQuery<InstanceSnapshot[]>>()
   private readonly instances = new Map<string, readonly InstanceSnapshot[]>()
   private readonly filtered = new Set<string>()
+  /** Tags per service as the service list gives them (the union over instances). */
+  private listedTags: ReadonlyMap<string, readonly string[]> = new Map()
   private firstList!: () => void
   private readonly listed = new Promise<void>((resolve) => {
     this.firstList = resolve
@@ -138,7 +144,11 @@ export class CatalogWatcher {
   }
 
   snapshot(): CatalogSnapshot {
-    return { services: new Map(this.instances) }
+    const pending = new Map<string, readonly string[]>()
+    for (const name of this.health.keys()) {
+      if (!this.instances.has(name)) pending.set(name, this.listedTags.get(name) ?? [])
+    }
+    return { services: new Map(this.instances), pending }
   }
 
   states(): BlockingQueryState[] {
@@ -161,6 +171,7 @@ export class CatalogWatcher {
 
   private onServiceList(list: Map<string, string[]>): void {
     const wanted = new Set(routedServices(list, this.tagPrefix))
+    this.listedTags = list
     let removed = false
     for (const [name, query] of this.health) {
       if (wanted.has(name)) continue

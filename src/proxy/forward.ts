@@ -91,8 +91,9 @@ class ResponseHandler implements Dispatcher.DispatchHandler {
     if (this.finished) return
     this.finished = true
     // A client that hung up mid-upload shows as an error of the request body;
-    // it is the client's doing, not the instance's.
-    if (error !== null && this.res.socket?.destroyed !== false && !this.res.writableFinished) {
+    // it is the client's doing, not the instance's. The request's socket, not
+    // the response's: a pipelined response has none until its turn comes.
+    if (error !== null && this.res.req.socket.destroyed && !this.res.writableFinished) {
       error = new ClientGoneError()
     }
     this.res.off('drain', this.onDrain)

@@ -46,8 +46,6 @@ export interface ForwardedFacts {
   readonly prefix: string
   /** Host header for the upstream. */
   readonly upstreamHost: string
-  /** For WebSocket upgrades: keep `connection: upgrade` and `upgrade`. */
-  readonly upgrade?: string
 }
 
 /**
@@ -95,7 +93,6 @@ export function upstreamRequestHeaders(raw: readonly string[], facts: ForwardedF
   )
   if (facts.host) out.push('x-forwarded-host', facts.host)
   if (facts.prefix) out.push('x-forwarded-prefix', facts.prefix)
-  if (facts.upgrade) out.push('connection', 'upgrade', 'upgrade', facts.upgrade)
   return out
 }
 

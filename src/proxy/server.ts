@@ -158,8 +158,24 @@ export function createProxyHandler(
         upstreamHost: chosen.hostHeader ?? host,
       }),
     }
+    let pool: ReturnType<typeof upstreams.pool>
+    try {
+      pool = upstreams.pool(chosen)
+    } catch (err) {
+      // The table builder refuses addresses no connection can be made to; this is the backstop.
+      return reply(
+        req,
+        res,
+        started,
+        route,
+        502,
+        'SWY_ERR_UPSTREAM_CONNECT',
+        `instance ${chosen.key}: ${describe(err as Error)}`,
+        chosen,
+      )
+    }
     balancer.begin(chosen)
-    forward(upstreams.pool(chosen), res, forwardOptions, (error, responded, status) => {
+    forward(pool, res, forwardOptions, (error, responded, status) => {
       balancer.end(chosen)
       const seconds = (performance.now() - started) / 1000
       if (error === null) {
@@ -262,7 +278,8 @@ export function createProxyHandler(
     try {
       handle(req, res)
     } catch (err) {
-      log.error({ err, url: req.url }, 'request handler failed')
+      // The path only: query strings carry tokens.
+      log.error({ err, path: (req.url ?? '').split('?')[0] }, 'request handler failed')
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' })
       res.end('500 Internal Server Error\n')
     }
@@ -366,10 +383,6 @@ export async function drainProxyServer(server: Server, graceMs: number): Promise
     clearTimeout(deadline)
   }
   return { cut }
-}
-
-export function upstreamErrorReason(error: Error): UpstreamErrorReason {
-  return classifyUpstreamError(error).reason
 }
 
 interface ClientErrorAnswer {

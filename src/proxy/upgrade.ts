@@ -41,7 +41,7 @@ export function createUpgradeHandler(
 ): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
   const { resolve, balancer, upstreams, health, observer, log, retries, tunnels } = deps
 
-  return (req, socket, head) => {
+  const handle = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const started = performance.now()
     // Errors of a client socket show up as its 'close'; without a listener they would crash.
     socket.on('error', () => {})
@@ -63,6 +63,23 @@ export function createUpgradeHandler(
     // Only WebSocket is tunnelled; for any other protocol (h2c...) the request
     // goes upstream as a plain one and its answer is relayed.
     const protocol = /^websocket$/i.test(req.headers.upgrade ?? '') ? 'websocket' : null
+    if (
+      protocol === null &&
+      (req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0')
+    ) {
+      // Node hands such a request over as raw bytes; relaying its body is not
+      // implemented, and dropping it silently would be worse. (curl --http2 on
+      // plain http does this; without a body the request is forwarded.)
+      socket.end(
+        rawResponse(
+          501,
+          'SWY_ERR_BAD_REQUEST',
+          `Upgrade: ${req.headers.upgrade} with a request body is not supported`,
+        ),
+      )
+      observer.request(resolved.route, null, 501, (performance.now() - started) / 1000, req)
+      return
+    }
     const attempt = (chosen: Target, n: number): void => {
       const { path, prefix } = upstreamPath(chosen, resolved.path)
       const headers = upstreamRequestHeaders(req.rawHeaders, {
@@ -114,7 +131,13 @@ export function createUpgradeHandler(
         )
         observer.request(resolved.route, chosen, statusCode, seconds, req)
       }
-      upstreams.pool(chosen).dispatch(
+      let pool: ReturnType<typeof upstreams.pool>
+      try {
+        pool = upstreams.pool(chosen)
+      } catch (err) {
+        return done(err as Error, false, 0)
+      }
+      pool.dispatch(
         {
           method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
           path: path + resolved.query,
@@ -126,6 +149,16 @@ export function createUpgradeHandler(
       )
     }
     attempt(resolved.target, 0)
+  }
+
+  // An 'upgrade' listener that throws would take the process down.
+  return (req, socket, head) => {
+    try {
+      handle(req, socket, head)
+    } catch (err) {
+      log.error({ err, path: (req.url ?? '').split('?')[0] }, 'upgrade handler failed')
+      socket.destroy()
+    }
   }
 }
 

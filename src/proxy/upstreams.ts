@@ -54,18 +54,9 @@ export class Upstreams {
     }
   }
 
-  get size(): number {
-    return this.pools.size
-  }
-
   async close(): Promise<void> {
     const pools = [...this.pools.values()]
     this.pools.clear()
     await Promise.all(pools.map((p) => p.close().catch(() => {})))
-  }
-
-  destroy(): void {
-    for (const pool of this.pools.values()) void pool.destroy().catch(() => {})
-    this.pools.clear()
   }
 }

@@ -15,7 +15,7 @@
 
 import { instanceSlice, instanceVersion } from './identity.js'
 import { buildCumulative, buildSchedule, groupShares } from './schedule.js'
-import { parseRouteTag } from './tags.js'
+import { isConnectableAddress, parseRouteTag } from './tags.js'
 import { formatTarget, parseTarget } from './targets.js'
 import type {
   AccessRules,
@@ -179,6 +179,9 @@ export function buildRouteTable(
     routes.push(route)
     inputs.set(id, { route, key: group.key, problems: routeProblems.list })
   }
+  if (addPendingRoutes(catalog, config, routes, problems)) {
+    routes.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+  }
 
   const table: RouteTable = {
     generation: previous.generation + 1,
@@ -205,6 +208,21 @@ function serviceFacts(instances: readonly InstanceSnapshot[], tagPrefix: string)
 function instanceFacts(instance: InstanceSnapshot, tagPrefix: string): InstanceFacts {
   const routes: { id: string; spec: RouteSpec }[] = []
   const problems: Problem[] = []
+  // Consul accepts any address and port; one no connection can be made to
+  // must not become a route (nor an origin undici refuses).
+  const unreachable = !isConnectableAddress(instance.address)
+    ? `address "${instance.address}" is not an IP address or host name`
+    : !Number.isInteger(instance.port) || instance.port < 1 || instance.port > 65_535
+      ? `port ${instance.port} is not from 1 to 65535`
+      : ''
+  if (unreachable !== '' && instance.tags.some((t) => t.startsWith(tagPrefix))) {
+    problems.push({
+      code: 'SWY_ERR_INSTANCE_ADDRESS',
+      subject: instanceSubject(instance),
+      message: `${unreachable}; the instance gets no traffic`,
+    })
+    return { instance, version: instanceVersion(instance), slice: instanceSlice(instance), routes, problems }
+  }
   for (const tag of instance.tags) {
     const parsed = parseRouteTag(tag, tagPrefix)
     if (parsed === null) continue
@@ -299,7 +317,9 @@ function resolveTargets(
     }
 
     const instances = catalog.services.get(service) ?? []
-    const missing = missingFor(desired, instances, health)
+    const facts = serviceFacts(instances, config.tagPrefix)
+    const missing =
+      missingFor(desired, instances, health) || lostRoutes(desired, old?.effective ?? null, facts, health)
     if (missing === '') {
       statuses.push({
         service,
@@ -359,6 +379,79 @@ function missingFor(
       return absent.length === 0 ? '' : `no healthy instance of version ${absent.join(', ')}`
     }
   }
+}
+
+/**
+ * Routes of services listed in the catalog whose instances could not be read
+ * yet: present but empty, so their requests get 503 instead of reaching a
+ * shorter route of another service. Returns whether any was added.
+ */
+function addPendingRoutes(
+  catalog: CatalogSnapshot,
+  config: BuildConfig,
+  routes: Route[],
+  problems: ProblemList,
+): boolean {
+  const known = new Set(routes.map((r) => r.id))
+  let added = false
+  for (const [service, tags] of [...(catalog.pending ?? [])].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    if (catalog.services.has(service)) continue
+    problems.add(
+      'SWY_ERR_SERVICE_NOT_LOADED',
+      `service ${service}`,
+      'its instances could not be read from Consul yet; its routes answer 503',
+    )
+    for (const tag of tags) {
+      const parsed = parseRouteTag(tag, config.tagPrefix)
+      if (parsed === null || !parsed.ok) continue
+      const id = routeId(parsed.spec)
+      if (known.has(id)) continue
+      known.add(id)
+      added = true
+      const { host, path, rawPrefix } = parsed.spec
+      routes.push({
+        id,
+        host,
+        path,
+        rawPrefix,
+        services: [service],
+        targets: [],
+        idle: [],
+        schedule: [],
+        cumulative: [],
+        access: [],
+      })
+    }
+  }
+  return added
+}
+
+/**
+ * Routes that serve the service now (under `current`) but would have no
+ * serving instance under `next`: a new version without one of the old
+ * version's route tags, or with a tag that does not parse, must not take
+ * that route into a void. '' when there are none.
+ */
+function lostRoutes(
+  next: TargetSpec | null,
+  current: TargetSpec | null,
+  facts: ServiceFacts,
+  health: ReadonlyMap<InstanceSnapshot, Health>,
+): string {
+  if (next === null) return ''
+  const now = new Set<string>()
+  const then = new Set<string>()
+  for (const f of facts.instances) {
+    if (health.get(f.instance) !== 'healthy') continue
+    for (const { id, spec } of f.routes) {
+      if (spec.weight === 0) continue
+      if (matchesTarget(current, f.version, f.slice)) now.add(id)
+      if (matchesTarget(next, f.version, f.slice)) then.add(id)
+    }
+  }
+  const lost = [...now].filter((id) => !then.has(id)).sort()
+  if (lost.length === 0) return ''
+  return `no serving instance of ${formatTarget(next)} on route ${lost.join(', ')}`
 }
 
 function buildRoute(

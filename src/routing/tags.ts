@@ -35,6 +35,9 @@ export function parseRouteTag(tag: string, prefix: string): TagParse | null {
   }
   const host = normalizeRouteHost(route.slice(0, slash))
   if (host === null) return { ok: false, error: `route "${route}" has an invalid host` }
+  if (host.startsWith('*.') && host.includes(':')) {
+    return { ok: false, error: `route "${route}": a wildcard host cannot name a port` }
+  }
 
   let path = route.slice(slash)
   let rawPrefix = false
@@ -186,6 +189,13 @@ export function parseCidr(text: string): Cidr | null {
   const prefix = prefixText === null ? max : Number(prefixText)
   if (prefix > max) return null
   return { family, address: address.toLowerCase(), prefix }
+}
+
+/** An IPv4 or IPv6 address (no zone index) or a host name: something a connection can be made to. */
+export function isConnectableAddress(address: string): boolean {
+  if (isIPv4(address) || isIPv6(address)) return true
+  const host = address.toLowerCase()
+  return !host.startsWith('*') && HOST_PATTERN.test(host) && !host.includes(':')
 }
 
 function isIPv4(text: string): boolean {

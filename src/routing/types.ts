@@ -33,6 +33,12 @@ export interface InstanceSnapshot {
 /** What the catalog watchers know: every routed service with all its instances. */
 export interface CatalogSnapshot {
   readonly services: ReadonlyMap<string, readonly InstanceSnapshot[]>
+  /**
+   * Routed services whose instances could not be read yet, with the tags the
+   * service list gives them: their routes answer 503 rather than let a
+   * shorter route of another service take their requests.
+   */
+  readonly pending?: ReadonlyMap<string, readonly string[]>
 }
 
 /** One key under the target prefix, value already base64-decoded. */

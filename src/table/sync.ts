@@ -145,23 +145,24 @@ export class TableSync {
     }
     const durationMs = performance.now() - started
     const diff = diffTables(previous, next)
-    const problemsChanged = problemKeys(previous) !== problemKeys(next)
-    const changed =
-      previous.generation === 0 || diff.added.length > 0 || diff.removed.length > 0 || problemsChanged
-    this.options.onBuild?.(durationMs, changed)
-    if (!changed) return
-
+    const routingChanged = previous.generation === 0 || diff.added.length > 0 || diff.removed.length > 0
+    this.options.onBuild?.(durationMs, routingChanged)
+    // Every build follows a change in Consul, so every build is swapped in,
+    // even when no traffic moves: an instance that turned unhealthy while idle,
+    // a target rewritten with the same value (a new modify index) must show in
+    // the admin API, the status page and the metrics. The log line is kept for
+    // changes that move traffic.
     store.swap(next, diff, this.clock.now())
-    log.info(
-      {
-        generation: next.generation,
-        routes: next.routes.length,
-        buildMs: Number(durationMs.toFixed(3)),
-        added: diff.added,
-        removed: diff.removed,
-      },
-      previous.generation === 0 ? 'first routing table' : 'routing table changed',
-    )
+    const fields = {
+      generation: next.generation,
+      routes: next.routes.length,
+      buildMs: Number(durationMs.toFixed(3)),
+      added: diff.added,
+      removed: diff.removed,
+    }
+    if (previous.generation === 0) log.info(fields, 'first routing table')
+    else if (routingChanged) log.info(fields, 'routing table changed')
+    else log.debug(fields, 'routing table updated; no traffic moves')
     const before = new Set(previous.problems.map(problemKey))
     for (const p of next.problems) {
       if (!before.has(problemKey(p))) log.warn({ code: p.code, subject: p.subject }, p.message)
@@ -171,10 +172,6 @@ export class TableSync {
 
 function problemKey(p: Problem): string {
   return `${p.code} ${p.subject} ${p.message}`
-}
-
-function problemKeys(table: RouteTable): string {
-  return table.problems.map(problemKey).join('\n')
 }
 
 function codeOf(error: Error | null): Problem['code'] {

@@ -18,6 +18,8 @@ export class ConsulRelay {
   /** Arrival time of every request. */
   readonly arrivals: number[] = []
   fault: ConsulFault = 'none'
+  /** Requests whose path matches get a 500 whatever `fault` says (one sick endpoint). */
+  failPaths: RegExp | null = null
 
   private constructor(server: Server, target: string) {
     this.server = server
@@ -33,6 +35,10 @@ export class ConsulRelay {
     })
     server.on('request', (req, res) => {
       relay.arrivals.push(Date.now())
+      if (relay.failPaths?.test(req.url ?? '')) {
+        res.writeHead(500, { 'content-type': 'text/plain' }).end('rpc error making call: internal error')
+        return
+      }
       switch (relay.fault) {
         case 'refuse': // as an agent that is down
           req.socket.destroy()

@@ -107,6 +107,33 @@ describe('a listen address already in use', () => {
   })
 })
 
+describe('an admin address already in use, with workers', () => {
+  it('stops start-up with exit 1 before any worker starts', async () => {
+    const busy = createServer()
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve))
+    const port = (busy.address() as AddressInfo).port
+    try {
+      const r = await run(
+        [
+          'serve',
+          '--workers',
+          '2',
+          '--listen',
+          `127.0.0.1:${await freePort()}`,
+          '--admin-listen',
+          `127.0.0.1:${port}`,
+        ],
+        { CONSUL_HTTP_ADDR: `127.0.0.1:${await freePort()}` },
+      )
+      expect(r.code).toBe(1)
+      expect(r.stderr).toContain(`SWY_ERR_LISTEN: cannot listen on 127.0.0.1:${port}: EADDRINUSE`)
+      expect(r.stdout).not.toContain('proxy worker listening')
+    } finally {
+      busy.close()
+    }
+  })
+})
+
 describe('switchyard routes without a Consul', () => {
   it('fails with exit 1 and says Consul is unreachable', async () => {
     const port = await freePort()

@@ -94,6 +94,22 @@ describeWithConsul('switchyard target', (consul) => {
     for (let i = 0; i < 10; i++) expect((await proxy.get('/web')).body).toBe('green')
   })
 
+  it('set --wait with the value already in force returns at once (a new modify index is seen)', async () => {
+    const r = await cli([
+      'set',
+      web,
+      '--version',
+      '1.6.0',
+      '--wait',
+      '--timeout',
+      '5s',
+      '--admin',
+      proxy.app.adminUrl,
+    ])
+    expect(r.code).toBe(0)
+    expect(r.stdout).toContain(`${web}: live: traffic follows version=1.6.0`)
+  })
+
   it('set --weights writes a canary split that the dry run confirms', async () => {
     const r = await cli(['set', web, '--weights', '1.5.0=90,1.6.0=10', '--wait'])
     expect(r.code).toBe(0)

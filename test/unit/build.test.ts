@@ -259,6 +259,94 @@ describe('target state in the table builder', () => {
   })
 })
 
+describe('guarded cutover per route', () => {
+  const blue = [
+    instance('web', ['urlprefix-/web', 'urlprefix-/web-api'], { meta: { version: '1.5.0' } }),
+    instance('web', ['urlprefix-/web', 'urlprefix-/web-api'], { meta: { version: '1.5.0' } }),
+  ]
+  const versionsOn = (t: RouteTable, id: string) =>
+    [...new Set(route(t, id).targets.map((x) => x.version))].sort()
+
+  it('keeps the old version while the new one would leave a route without instances', () => {
+    const green = instance('web', ['urlprefix-/web'], { meta: { version: '1.6.0' } })
+    const first = tableOf([...blue, green], [target('web', { version: '1.5.0' })])
+    const next = buildRouteTable(
+      { services: new Map([['web', [...blue, green]]]) },
+      [target('web', { version: '1.6.0' }, 2)],
+      BUILD,
+      first,
+    )
+    expect(next.table.targets[0]).toMatchObject({
+      ready: false,
+      reason: 'no serving instance of version=1.6.0 on route /web-api; serving version=1.5.0',
+    })
+    expect(versionsOn(next.table, '/web')).toEqual(['1.5.0'])
+    expect(versionsOn(next.table, '/web-api')).toEqual(['1.5.0'])
+  })
+
+  it('counts a new version whose route tag does not parse as absent from that route', () => {
+    const green = instance('web', ['urlprefix-/web', 'urlprefix-/web-api weight=2'], {
+      meta: { version: '1.6.0' },
+    })
+    const first = tableOf([...blue, green], [target('web', { version: '1.5.0' })])
+    const next = buildRouteTable(
+      { services: new Map([['web', [...blue, green]]]) },
+      [target('web', { version: '1.6.0' }, 2)],
+      BUILD,
+      first,
+    )
+    expect(next.table.targets[0]?.ready).toBe(false)
+    expect(versionsOn(next.table, '/web-api')).toEqual(['1.5.0'])
+  })
+
+  it('cuts over once the new version serves every route', () => {
+    const green = instance('web', ['urlprefix-/web', 'urlprefix-/web-api'], { meta: { version: '1.6.0' } })
+    const first = tableOf([...blue, green], [target('web', { version: '1.5.0' })])
+    const next = buildRouteTable(
+      { services: new Map([['web', [...blue, green]]]) },
+      [target('web', { version: '1.6.0' }, 2)],
+      BUILD,
+      first,
+    )
+    expect(next.table.targets[0]?.ready).toBe(true)
+    expect(versionsOn(next.table, '/web-api')).toEqual(['1.6.0'])
+  })
+})
+
+describe('instances no connection can be made to', () => {
+  it.each([
+    [{ address: 'a b' }, 'address "a b" is not an IP address or host name'],
+    [{ address: 'fe80::1%eth0' }, 'address "fe80::1%eth0" is not an IP address or host name'],
+    [{ port: 99_999 }, 'port 99999 is not from 1 to 65535'],
+    [{ port: 0 }, 'port 0 is not from 1 to 65535'],
+  ])('%j gets no route and a problem', (extra, words) => {
+    const bad = instance('web', ['urlprefix-/web'], extra)
+    const good = instance('web', ['urlprefix-/web'])
+    const result = buildRouteTable({ services: new Map([['web', [bad, good]]]) }, [], BUILD)
+    expect(serving(route(result.table, '/web'))).toEqual([good.id])
+    expect(result.problems).toContainEqual({
+      code: 'SWY_ERR_INSTANCE_ADDRESS',
+      subject: `service web, instance ${bad.id} on node-1`,
+      message: `${words}; the instance gets no traffic`,
+    })
+  })
+
+  it('accepts host names and IPv6 addresses', () => {
+    const t = tableOf([
+      instance('web', ['urlprefix-/web'], { address: 'web-1.node.consul' }),
+      instance('web', ['urlprefix-/web'], { address: '::1' }),
+    ])
+    expect(
+      route(t, '/web')
+        .targets.map((x) => x.origin)
+        .sort(),
+    ).toEqual([
+      expect.stringMatching(/^http:\/\/\[::1\]:\d+$/),
+      expect.stringMatching(/^http:\/\/web-1\.node\.consul:\d+$/),
+    ])
+  })
+})
+
 describe('routes shared by services, and fallthrough', () => {
   it('shares a route claimed by two services and reports it', () => {
     const t = buildRouteTable(

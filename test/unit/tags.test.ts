@@ -78,6 +78,7 @@ describe('parseRouteTag', () => {
     ['urlprefix-web', 'has no path'],
     ['urlprefix-:3306 proto=tcp', 'TCP route'],
     ['urlprefix-bad_host!/x', 'invalid host'],
+    ['urlprefix-*.example.com:8080/', 'a wildcard host cannot name a port'],
     ['urlprefix-/a/../b', 'not canonical'],
     ['urlprefix-/a?b', 'invalid path'],
     ['urlprefix-/x strip=nope', 'strip=nope: must be a path'],
