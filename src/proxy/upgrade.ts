@@ -135,7 +135,8 @@ export function createUpgradeHandler(
       try {
         pool = upstreams.pool(chosen)
       } catch (err) {
-        return done(err as Error, false, 0)
+        done(err as Error, false, 0)
+        return
       }
       pool.dispatch(
         {
