@@ -93,7 +93,8 @@ class ResponseHandler implements Dispatcher.DispatchHandler {
     // A client that hung up mid-upload shows as an error of the request body;
     // it is the client's doing, not the instance's. The request's socket, not
     // the response's: a pipelined response has none until its turn comes.
-    if (error !== null && this.res.req.socket.destroyed && !this.res.writableFinished) {
+    const socket = this.res.socket ?? this.res.req.socket
+    if (error !== null && (socket === null || socket.destroyed) && !this.res.writableFinished) {
       error = new ClientGoneError()
     }
     this.res.off('drain', this.onDrain)
