@@ -132,8 +132,10 @@ describeWithConsul('graceful shutdown on SIGTERM', (consul) => {
           })
         } catch (err) {
           const code = (err as { code?: string }).code
-          // A connection the stopped listener no longer accepts is not an in-flight request.
-          if (code === 'ECONNREFUSED') {
+          // A connection the stopped listener no longer accepts is not an in-flight
+          // request: refused, or reset when it was still in the listen backlog (or,
+          // with workers, being handed to one) as the listener closed.
+          if (code === 'ECONNREFUSED' || (code === 'ECONNRESET' && started >= sigtermAt && sigtermAt > 0)) {
             await sleep(20)
             continue
           }
