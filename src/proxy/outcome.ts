@@ -5,7 +5,7 @@
 import { STATUS_CODES } from 'node:http'
 import type { ErrorCode } from '../errors.js'
 import type { Target } from '../routing/types.js'
-import type { TimeoutKind, UpstreamErrorReason } from './server.js'
+import type { TimeoutKind, UpstreamErrorReason } from './observer.js'
 
 /** Path for the upstream after `strip=` and `prepend=`, and the prefix removed. */
 export function upstreamPath(target: Target, path: string): { path: string; prefix: string } {

@@ -15,6 +15,7 @@ import type { TableStore } from '../table/store.js'
 import { type ForwardOptions, forward } from './forward.js'
 import { clientAddress, upstreamRequestHeaders } from './headers.js'
 import type { PassiveHealth } from './health.js'
+import { NO_OBSERVER, type ProxyObserver } from './observer.js'
 import {
   classifyUpstreamError,
   describe,
@@ -29,42 +30,9 @@ import { createResolver, type RejectReason, type Resolution } from './resolve.js
 import { createUpgradeHandler } from './upgrade.js'
 import type { Upstreams } from './upstreams.js'
 
+export { NO_OBSERVER, type ProxyObserver, type TimeoutKind, type UpstreamErrorReason } from './observer.js'
 export { classifyUpstreamError, type UpstreamFailure } from './outcome.js'
 export type { RejectReason } from './resolve.js'
-
-export type UpstreamErrorReason = 'connect' | 'timeout' | 'reset'
-
-/** Hooks for metrics and logs; the default does nothing, so a disabled feature costs a call. */
-export interface ProxyObserver {
-  /** Every finished request, routed or not. `route` and `target` are null when none was chosen. */
-  request(
-    route: Route | null,
-    target: Target | null,
-    status: number,
-    seconds: number,
-    req: IncomingMessage,
-  ): void
-  upstreamError(target: Target, reason: UpstreamErrorReason, error: Error): void
-  /**
-   * A request refused as malformed or hostile before routing, with the status
-   * the client got. Optional so existing observers need not change.
-   */
-  rejected?(reason: RejectReason, status: number): void
-  /**
-   * A timeout fired: `connect`, `response-headers` and `idle` (response body)
-   * towards `target`; `client-headers` (slow client, 408) with target null.
-   */
-  timeout?(kind: TimeoutKind, target: Target | null): void
-  /** Passive health ejected an instance (`ejected`, for `forMs`) or let it back in. */
-  passiveHealth?(target: Target, ejected: boolean, forMs: number): void
-}
-
-export type TimeoutKind = 'connect' | 'response-headers' | 'idle' | 'client-headers'
-
-export const NO_OBSERVER: ProxyObserver = {
-  request() {},
-  upstreamError() {},
-}
 
 export interface ProxyOptions {
   readonly store: TableStore

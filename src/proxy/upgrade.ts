@@ -16,10 +16,10 @@ import type { Target } from '../routing/types.js'
 import { ClientGoneError } from './forward.js'
 import { clientAddress, clientResponseHeaders, upstreamRequestHeaders } from './headers.js'
 import type { PassiveHealth } from './health.js'
+import type { ProxyObserver } from './observer.js'
 import { classifyUpstreamError, describe, failureStatus, rawResponse, upstreamPath } from './outcome.js'
 import type { Balancer } from './pickers.js'
 import type { Resolution } from './resolve.js'
-import type { ProxyObserver } from './server.js'
 import type { Upstreams } from './upstreams.js'
 
 export interface UpgradeDeps {
