@@ -40,3 +40,37 @@ export async function startUpstream(name: string, handler?: Handler, port = 0): 
     },
   }
 }
+
+/**
+ * Starts an upstream per instance (answering `answer`) and registers it in
+ * Consul as an instance of `service` on `tag`, with its version in meta:
+ * the usual blue/green setup of a test.
+ */
+export async function registerVersions(
+  api: {
+    register(spec: {
+      id: string
+      name: string
+      port: number
+      tags: string[]
+      meta: Record<string, string>
+    }): Promise<void>
+  },
+  service: string,
+  tag: string,
+  instances: readonly { readonly id: string; readonly answer: string; readonly version: string }[],
+): Promise<Upstream[]> {
+  const upstreams: Upstream[] = []
+  for (const instance of instances) {
+    const upstream = await startUpstream(instance.answer)
+    upstreams.push(upstream)
+    await api.register({
+      id: instance.id,
+      name: service,
+      port: upstream.port,
+      tags: [tag],
+      meta: { version: instance.version },
+    })
+  }
+  return upstreams
+}

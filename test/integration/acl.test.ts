@@ -6,7 +6,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest'
 import { ConsulApi } from '../harness/consul-api.js'
 import { describeWithConsul } from '../harness/context.js'
 import { startTestProxy, type TestProxy } from '../harness/switchyard.js'
-import { startUpstream, type Upstream } from '../harness/upstream.js'
+import { registerVersions, type Upstream } from '../harness/upstream.js'
 import { eventually, uniqueName } from '../harness/wait.js'
 
 const PROXY_POLICY = readFileSync(new URL('../../config/acl/switchyard-proxy.hcl', import.meta.url), 'utf8')
@@ -21,21 +21,12 @@ describeWithConsul('ACL tokens', (consul) => {
   const proxies: TestProxy[] = []
 
   beforeAll(async () => {
-    upstreams.push(await startUpstream('blue'), await startUpstream('green'))
-    await api.register({
-      id: `${web}-b`,
-      name: web,
-      port: upstreams[0]!.port,
-      tags: [`${prefix}/web`],
-      meta: { version: '1' },
-    })
-    await api.register({
-      id: `${web}-g`,
-      name: web,
-      port: upstreams[1]!.port,
-      tags: [`${prefix}/web`],
-      meta: { version: '2' },
-    })
+    upstreams.push(
+      ...(await registerVersions(api, web, `${prefix}/web`, [
+        { id: `${web}-b`, answer: 'blue', version: '1' },
+        { id: `${web}-g`, answer: 'green', version: '2' },
+      ])),
+    )
   })
 
   afterAll(async () => {

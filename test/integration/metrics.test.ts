@@ -7,7 +7,7 @@ import { freePort } from '../harness/consul-agent.js'
 import { ConsulApi } from '../harness/consul-api.js'
 import { describeWithConsul } from '../harness/context.js'
 import { startTestProxy, type TestProxy } from '../harness/switchyard.js'
-import { startUpstream, type Upstream } from '../harness/upstream.js'
+import { registerVersions, type Upstream } from '../harness/upstream.js'
 import { eventually, uniqueName } from '../harness/wait.js'
 import { type Family, parsePrometheusText, samplesOf, sampleValue } from './metrics-text.js'
 
@@ -29,21 +29,12 @@ describeWithConsul('Prometheus metrics', (consul) => {
   }
 
   beforeAll(async () => {
-    upstreams.push(await startUpstream('old'), await startUpstream('new'))
-    await api.register({
-      id: `${shop}-old`,
-      name: shop,
-      port: upstreams[0]!.port,
-      tags: [`${prefix}/shop`],
-      meta: { version: '1.5.0' },
-    })
-    await api.register({
-      id: `${shop}-new`,
-      name: shop,
-      port: upstreams[1]!.port,
-      tags: [`${prefix}/shop`],
-      meta: { version: '1.6.0' },
-    })
+    upstreams.push(
+      ...(await registerVersions(api, shop, `${prefix}/shop`, [
+        { id: `${shop}-old`, answer: 'old', version: '1.5.0' },
+        { id: `${shop}-new`, answer: 'new', version: '1.6.0' },
+      ])),
+    )
     // Nothing listens on this port: every request is a connect error.
     await api.register({ id: `${dead}-1`, name: dead, port: await freePort(), tags: [`${prefix}/dead`] })
     proxy = await startTestProxy(consul, { routing: { tagPrefix: prefix, targetPrefix } })

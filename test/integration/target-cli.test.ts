@@ -8,7 +8,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest'
 import { ConsulApi } from '../harness/consul-api.js'
 import { describeWithConsul } from '../harness/context.js'
 import { startTestProxy, type TestProxy } from '../harness/switchyard.js'
-import { startUpstream, type Upstream } from '../harness/upstream.js'
+import { registerVersions, type Upstream } from '../harness/upstream.js'
 import { uniqueName } from '../harness/wait.js'
 
 const CLI = new URL('../../dist/cli/main.js', import.meta.url).pathname
@@ -45,21 +45,12 @@ describeWithConsul('switchyard target', (consul) => {
 
   beforeAll(async () => {
     operatorToken = (await api.createToken(uniqueName('operator'), OPERATOR_POLICY)).secret
-    upstreams.push(await startUpstream('blue'), await startUpstream('green'))
-    await api.register({
-      id: `${web}-b`,
-      name: web,
-      port: upstreams[0]!.port,
-      tags: [`${prefix}/web`],
-      meta: { version: '1.5.0' },
-    })
-    await api.register({
-      id: `${web}-g`,
-      name: web,
-      port: upstreams[1]!.port,
-      tags: [`${prefix}/web`],
-      meta: { version: '1.6.0' },
-    })
+    upstreams.push(
+      ...(await registerVersions(api, web, `${prefix}/web`, [
+        { id: `${web}-b`, answer: 'blue', version: '1.5.0' },
+        { id: `${web}-g`, answer: 'green', version: '1.6.0' },
+      ])),
+    )
     proxy = await startTestProxy(consul, { routing: { tagPrefix: prefix, targetPrefix } })
   })
 

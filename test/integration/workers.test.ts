@@ -7,7 +7,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest'
 import { freePort } from '../harness/consul-agent.js'
 import { ConsulApi } from '../harness/consul-api.js'
 import { describeWithConsul } from '../harness/context.js'
-import { startUpstream, type Upstream } from '../harness/upstream.js'
+import { registerVersions, type Upstream } from '../harness/upstream.js'
 import { eventually, uniqueName } from '../harness/wait.js'
 
 const CLI = new URL('../../dist/cli/main.js', import.meta.url).pathname
@@ -24,21 +24,12 @@ describeWithConsul('serve with several workers', (consul) => {
   let admin = ''
 
   beforeAll(async () => {
-    upstreams.push(await startUpstream('blue'), await startUpstream('green'))
-    await api.register({
-      id: `${web}-b`,
-      name: web,
-      port: upstreams[0]!.port,
-      tags: [`${prefix}/web`],
-      meta: { version: '1' },
-    })
-    await api.register({
-      id: `${web}-g`,
-      name: web,
-      port: upstreams[1]!.port,
-      tags: [`${prefix}/web`],
-      meta: { version: '2' },
-    })
+    upstreams.push(
+      ...(await registerVersions(api, web, `${prefix}/web`, [
+        { id: `${web}-b`, answer: 'blue', version: '1' },
+        { id: `${web}-g`, answer: 'green', version: '2' },
+      ])),
+    )
     const [proxyPort, adminPort] = [await freePort(), await freePort()]
     proxy = `http://127.0.0.1:${proxyPort}`
     admin = `http://127.0.0.1:${adminPort}`
