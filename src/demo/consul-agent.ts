@@ -53,16 +53,33 @@ export async function findConsulBinary(): Promise<string> {
   return stdout.trim()
 }
 
+/** PEM files for an agent that also serves HTTPS. */
+export interface AgentTls {
+  readonly caFile: string
+  readonly certFile: string
+  readonly keyFile: string
+}
+
 export class ConsulAgent {
   readonly binary: string
   readonly managementToken = randomUUID()
   readonly proxyToken = randomUUID()
   private dir = ''
-  private ports: { http: number; serfLan: number; serfWan: number; server: number } | null = null
+  private ports: { http: number; https: number; serfLan: number; serfWan: number; server: number } | null =
+    null
   private child: ChildProcess | null = null
+  private readonly tls: AgentTls | null
 
-  constructor(binary: string) {
+  /** `tls`: also serve HTTPS with this certificate (see `httpsAddress`). */
+  constructor(binary: string, options: { tls?: AgentTls } = {}) {
     this.binary = binary
+    this.tls = options.tls ?? null
+  }
+
+  /** `https://127.0.0.1:port`, when started with TLS. */
+  get httpsAddress(): string {
+    if (!this.ports || !this.tls) throw new Error('consul agent not started with TLS')
+    return `https://127.0.0.1:${this.ports.https}`
   }
 
   get address(): string {
@@ -85,6 +102,7 @@ export class ConsulAgent {
       this.dir = mkdtempSync(join(tmpdir(), 'switchyard-consul-'))
       this.ports = {
         http: await freePort(),
+        https: this.tls ? await freePort() : -1,
         serfLan: await freePort(),
         serfWan: await freePort(),
         server: await freePort(),
@@ -100,6 +118,7 @@ export class ConsulAgent {
           log_level: 'warn',
           ports: {
             http: this.ports.http,
+            https: this.ports.https,
             dns: -1,
             grpc: -1,
             grpc_tls: -1,
@@ -108,6 +127,18 @@ export class ConsulAgent {
             server: this.ports.server,
           },
           limits: { http_max_conns_per_client: 8192 },
+          ...(this.tls
+            ? {
+                tls: {
+                  defaults: {
+                    ca_file: this.tls.caFile,
+                    cert_file: this.tls.certFile,
+                    key_file: this.tls.keyFile,
+                    verify_incoming: false,
+                  },
+                },
+              }
+            : {}),
           acl: {
             enabled: true,
             default_policy: 'deny',

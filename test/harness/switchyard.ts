@@ -30,7 +30,13 @@ type Overrides = Record<string, Record<string, unknown>>
 export async function startTestProxy(
   consul: ConsulInfo,
   overrides: Overrides = {},
-  options: { token?: string; observer?: ProxyObserver; waitLoaded?: boolean } = {},
+  options: {
+    token?: string
+    observer?: ProxyObserver
+    waitLoaded?: boolean
+    /** More environment variables, in Consul's conventions (CONSUL_CACERT…). */
+    env?: Record<string, string>
+  } = {},
 ): Promise<TestProxy> {
   const base: Overrides = {
     proxy: { listen: '127.0.0.1:0' },
@@ -43,7 +49,7 @@ export async function startTestProxy(
     merged[section] = { ...(base[section] ?? {}), ...values }
   const config = loadConfig(
     [],
-    { CONSUL_HTTP_ADDR: consul.address },
+    { CONSUL_HTTP_ADDR: consul.address, ...options.env },
     { path: 'test.yaml', text: stringify(merged) },
   )
 
