@@ -126,20 +126,18 @@ export class SwitchyardMetrics {
       () => counters.rejectionCounts(),
     )
 
-    this.instancesHealthy = new Gauge({
-      name: 'switchyard_route_instances_healthy',
-      help: 'Instances on a route whose checks pass (serving or not), by service, route and version.',
-      labelNames: ['service', 'route', 'version'],
-      aggregator: 'first',
-      registers,
-    })
-    this.instancesServing = new Gauge({
-      name: 'switchyard_route_instances_serving',
-      help: 'Instances on a route that get traffic: healthy, in the target state, weight above 0.',
-      labelNames: ['service', 'route', 'version'],
-      aggregator: 'first',
-      registers,
-    })
+    // Gauges that describe the one shared table: with several workers, the
+    // primary's value counts ('first'), copies are not added up.
+    const perRouteVersion = (name: string, help: string) =>
+      new Gauge({ name, help, labelNames: ['service', 'route', 'version'], aggregator: 'first', registers })
+    this.instancesHealthy = perRouteVersion(
+      'switchyard_route_instances_healthy',
+      'Instances on a route whose checks pass (serving or not), by service, route and version.',
+    )
+    this.instancesServing = perRouteVersion(
+      'switchyard_route_instances_serving',
+      'Instances on a route that get traffic: healthy, in the target state, weight above 0.',
+    )
     this.targetReady = new Gauge({
       name: 'switchyard_target_ready',
       help: "1 when a service's desired target state is served, 0 while it waits for healthy instances.",

@@ -266,16 +266,20 @@ describe('guarded cutover per route', () => {
   ]
   const versionsOn = (t: RouteTable, id: string) =>
     [...new Set(route(t, id).targets.map((x) => x.version))].sort()
-
-  it('keeps the old version while the new one would leave a route without instances', () => {
-    const green = instance('web', ['urlprefix-/web'], { meta: { version: '1.6.0' } })
+  /** Blue serves as the target, then the target moves to green 1.6.0: the resulting build. */
+  const cutToGreen = (green: ReturnType<typeof instance>) => {
     const first = tableOf([...blue, green], [target('web', { version: '1.5.0' })])
-    const next = buildRouteTable(
+    return buildRouteTable(
       { services: new Map([['web', [...blue, green]]]) },
       [target('web', { version: '1.6.0' }, 2)],
       BUILD,
       first,
     )
+  }
+
+  it('keeps the old version while the new one would leave a route without instances', () => {
+    const green = instance('web', ['urlprefix-/web'], { meta: { version: '1.6.0' } })
+    const next = cutToGreen(green)
     expect(next.table.targets[0]).toMatchObject({
       ready: false,
       reason: 'no serving instance of version=1.6.0 on route /web-api; serving version=1.5.0',
@@ -288,26 +292,14 @@ describe('guarded cutover per route', () => {
     const green = instance('web', ['urlprefix-/web', 'urlprefix-/web-api weight=2'], {
       meta: { version: '1.6.0' },
     })
-    const first = tableOf([...blue, green], [target('web', { version: '1.5.0' })])
-    const next = buildRouteTable(
-      { services: new Map([['web', [...blue, green]]]) },
-      [target('web', { version: '1.6.0' }, 2)],
-      BUILD,
-      first,
-    )
+    const next = cutToGreen(green)
     expect(next.table.targets[0]?.ready).toBe(false)
     expect(versionsOn(next.table, '/web-api')).toEqual(['1.5.0'])
   })
 
   it('cuts over once the new version serves every route', () => {
     const green = instance('web', ['urlprefix-/web', 'urlprefix-/web-api'], { meta: { version: '1.6.0' } })
-    const first = tableOf([...blue, green], [target('web', { version: '1.5.0' })])
-    const next = buildRouteTable(
-      { services: new Map([['web', [...blue, green]]]) },
-      [target('web', { version: '1.6.0' }, 2)],
-      BUILD,
-      first,
-    )
+    const next = cutToGreen(green)
     expect(next.table.targets[0]?.ready).toBe(true)
     expect(versionsOn(next.table, '/web-api')).toEqual(['1.6.0'])
   })
