@@ -25,7 +25,7 @@ import { createProxyHandler } from '../src/proxy/server.js'
 import { Upstreams } from '../src/proxy/upstreams.js'
 import { buildRouteTable } from '../src/routing/build.js'
 import { diffTables } from '../src/routing/canonical.js'
-import type { InstanceSnapshot, Route, RouteTable, Target } from '../src/routing/types.js'
+import type { Backend, InstanceSnapshot, Route, RouteTable } from '../src/routing/types.js'
 import { TableStore } from '../src/table/store.js'
 
 const { values: args } = parseArgs({
@@ -112,10 +112,10 @@ function promChildrenObserver(t: RouteTable): ProxyObserver {
     buckets: BUCKETS,
     registers,
   })
-  const bound = new WeakMap<Target, { byClass: Counter.Internal[]; d: Histogram.Internal<string> }>()
+  const bound = new WeakMap<Backend, { byClass: Counter.Internal[]; d: Histogram.Internal<string> }>()
   for (const route of t.routes) {
     const d = duration.labels(route.services.join(','), route.id)
-    for (const target of [...route.targets, ...route.idle]) {
+    for (const target of [...route.backends, ...route.idle]) {
       bound.set(target, {
         byClass: CLASSES.map((c) => requests.labels(target.service, route.id, target.version, c)),
         d,
@@ -145,7 +145,7 @@ const NO_REQUEST = null as unknown as IncomingMessage
 // ---------------------------------------------------------------- part 1
 
 function micro(t: RouteTable): Record<string, number> {
-  const pairs = t.routes.flatMap((route) => route.targets.map((target): [Route, Target] => [route, target]))
+  const pairs = t.routes.flatMap((route) => route.backends.map((target): [Route, Backend] => [route, target]))
   const seconds = Array.from({ length: 1024 }, (_, i) => (i % 97) / 1000)
   const variants: Record<string, () => ProxyObserver> = {
     none: () => NONE,

@@ -11,13 +11,13 @@ import type { AddressInfo } from 'node:net'
 import { forward } from '../../src/proxy/forward.js'
 import { clientAddress, upstreamRequestHeaders } from '../../src/proxy/headers.js'
 import { Upstreams } from '../../src/proxy/upstreams.js'
-import type { Target } from '../../src/routing/types.js'
+import type { Backend } from '../../src/routing/types.js'
 
 const origin = process.argv[2]
 if (!origin) throw new Error('usage: undici.ts <origin>')
 const url = new URL(origin)
 
-const target: Target = {
+const target: Backend = {
   key: 'bench/backend',
   service: 'backend',
   instanceId: 'backend',

@@ -2,7 +2,7 @@
 // state, shared by the JSON endpoints and the status page.
 
 import { formatTarget } from '../routing/targets.js'
-import type { RouteTable, Target } from '../routing/types.js'
+import type { Backend, RouteTable } from '../routing/types.js'
 import type { SyncStatus } from '../table/sync.js'
 
 export interface ReadinessView {
@@ -28,7 +28,7 @@ export function readiness(status: SyncStatus, maxStaleMs: number, generation: nu
   }
 }
 
-function instanceView(t: Target) {
+function instanceView(t: Backend) {
   return {
     service: t.service,
     id: t.instanceId,
@@ -51,8 +51,8 @@ export function routesView(table: RouteTable) {
     path: r.path,
     match: r.rawPrefix ? 'prefix' : 'path-segment',
     services: r.services,
-    serving: r.targets.length,
-    instances: [...r.targets, ...r.idle].map(instanceView),
+    serving: r.backends.length,
+    instances: [...r.backends, ...r.idle].map(instanceView),
     access: r.access,
   }))
 }

@@ -7,7 +7,7 @@ import type { RouteTable } from '../routing/types.js'
 export function formatRoutes(table: RouteTable): string {
   const rows: string[][] = [['ROUTE', 'SERVICE', 'INSTANCE', 'ADDRESS', 'VERSION', 'WEIGHT', 'STATE']]
   for (const route of table.routes) {
-    const all = [...route.targets, ...route.idle]
+    const all = [...route.backends, ...route.idle]
     if (all.length === 0) rows.push([route.id, '-', '-', '-', '-', '-', 'no instances'])
     for (const t of all) {
       rows.push([

@@ -151,8 +151,8 @@ export function createDataPlane(
   })
   store.onSwap((table) => {
     balancer.retain(new Set(table.routes.map((r) => r.id)))
-    health.retain(new Set(table.routes.flatMap((r) => r.targets.map((x) => x.key))))
-    upstreams.retain(new Set(table.routes.flatMap((r) => [...r.targets, ...r.idle].map((x) => x.origin))))
+    health.retain(new Set(table.routes.flatMap((r) => r.backends.map((x) => x.key))))
+    upstreams.retain(new Set(table.routes.flatMap((r) => [...r.backends, ...r.idle].map((x) => x.origin))))
   })
 
   const proxy = createProxyServer(

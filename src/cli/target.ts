@@ -96,7 +96,7 @@ async function dryRun(
   const { table } = buildRouteTable(catalog, targets, build, previous)
   const counts = new Map<string, { serving: number; idle: number }>()
   for (const route of table.routes) {
-    for (const t of [...route.targets, ...route.idle]) {
+    for (const t of [...route.backends, ...route.idle]) {
       if (t.service !== service) continue
       const c = counts.get(t.version || '(none)') ?? { serving: 0, idle: 0 }
       if (t.state === 'serving') c.serving++

@@ -8,7 +8,7 @@ import type { IncomingMessage } from 'node:http'
 import type { Logger } from '../log.js'
 import { clientAddress } from '../proxy/headers.js'
 import type { ProxyObserver } from '../proxy/server.js'
-import type { Route, Target } from '../routing/types.js'
+import type { Backend, Route } from '../routing/types.js'
 
 export interface AccessLogLine {
   readonly method: string
@@ -30,7 +30,7 @@ export interface AccessLogLine {
 
 export function accessLogLine(
   route: Route | null,
-  target: Target | null,
+  backend: Backend | null,
   status: number,
   seconds: number,
   req: IncomingMessage,
@@ -44,10 +44,10 @@ export function accessLogLine(
     status,
     durationMs: Math.round(seconds * 1e6) / 1e3,
     route: route?.id ?? '',
-    service: target?.service ?? route?.services.join(',') ?? '',
-    version: target?.version ?? '',
-    instance: target?.key ?? '',
-    upstream: target?.origin ?? '',
+    service: backend?.service ?? route?.services.join(',') ?? '',
+    version: backend?.version ?? '',
+    instance: backend?.key ?? '',
+    upstream: backend?.origin ?? '',
     client: clientAddress(req.socket.remoteAddress),
     userAgent: req.headers['user-agent'] ?? '',
   }
@@ -55,8 +55,8 @@ export function accessLogLine(
 
 export function accessLogObserver(log: Logger): ProxyObserver {
   return {
-    request(route, target, status, seconds, req) {
-      log.info(accessLogLine(route, target, status, seconds, req), 'request')
+    request(route, backend, status, seconds, req) {
+      log.info(accessLogLine(route, backend, status, seconds, req), 'request')
     },
     upstreamError() {},
   }

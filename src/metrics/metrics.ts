@@ -245,7 +245,7 @@ export class SwitchyardMetrics {
     const healthy = new Map<string, { labels: Record<'service' | 'route' | 'version', string>; n: number }>()
     const serving = new Map<string, number>()
     for (const route of table.routes) {
-      for (const t of [...route.targets, ...route.idle]) {
+      for (const t of [...route.backends, ...route.idle]) {
         const key = `${t.service}\0${route.id}\0${t.version}`
         const entry = healthy.get(key) ?? {
           labels: { service: t.service, route: route.id, version: t.version },

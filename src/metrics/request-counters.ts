@@ -12,7 +12,7 @@
 // dropped, the count goes nowhere, which is what dropping the series means.
 
 import type { RejectReason, TimeoutKind, UpstreamErrorReason } from '../proxy/server.js'
-import type { Route, RouteTable, Target } from '../routing/types.js'
+import type { Backend, Route, RouteTable } from '../routing/types.js'
 
 /** Upper bounds (seconds) of the request duration histogram; few, as labels multiply them. */
 export const DURATION_BUCKETS: readonly number[] = [0.005, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5]
@@ -60,7 +60,7 @@ export class RequestCounters {
   private readonly series = new Map<string, RequestSeries>()
   private readonly durations = new Map<string, DurationSeries>()
   private readonly errors = new Map<string, ServiceErrors>()
-  private readonly byTarget = new WeakMap<Target, RequestSeries>()
+  private readonly byBackend = new WeakMap<Backend, RequestSeries>()
   private readonly byRoute = new WeakMap<Route, RequestSeries>()
   private readonly unrouted: RequestSeries
   private liveServices = new Set<string>()
@@ -84,12 +84,12 @@ export class RequestCounters {
       this.byRoute.set(route, this.seriesFor(routeService, route.id, ''))
       series.add(seriesKey(routeService, route.id, ''))
       durations.add(durationKey(routeService, route.id))
-      for (const list of [route.targets, route.idle]) {
-        for (const target of list) {
-          this.byTarget.set(target, this.seriesFor(target.service, route.id, target.version))
-          series.add(seriesKey(target.service, route.id, target.version))
-          durations.add(durationKey(target.service, route.id))
-          services.add(target.service)
+      for (const list of [route.backends, route.idle]) {
+        for (const backend of list) {
+          this.byBackend.set(backend, this.seriesFor(backend.service, route.id, backend.version))
+          series.add(seriesKey(backend.service, route.id, backend.version))
+          durations.add(durationKey(backend.service, route.id))
+          services.add(backend.service)
         }
       }
     }
@@ -103,9 +103,9 @@ export class RequestCounters {
   }
 
   /** The hot path: one finished request. */
-  request(route: Route | null, target: Target | null, status: number, seconds: number): void {
+  request(route: Route | null, backend: Backend | null, status: number, seconds: number): void {
     const series =
-      target !== null ? this.byTarget.get(target) : route !== null ? this.byRoute.get(route) : this.unrouted
+      backend !== null ? this.byBackend.get(backend) : route !== null ? this.byRoute.get(route) : this.unrouted
     if (series === undefined) return
     const cls = ((status / 100) | 0) - 1
     series.byClass[Math.max(0, Math.min(cls, 4))]! += 1
@@ -117,29 +117,29 @@ export class RequestCounters {
     d.buckets[i]! += 1
   }
 
-  upstreamError(target: Target, reason: UpstreamErrorReason): void {
+  upstreamError(backend: Backend, reason: UpstreamErrorReason): void {
     // A late error from an instance of a vanished service must not bring its series back.
-    if (!this.liveServices.has(target.service)) return
-    let cell = this.errors.get(target.service)
+    if (!this.liveServices.has(backend.service)) return
+    let cell = this.errors.get(backend.service)
     if (cell === undefined) {
-      cell = { service: target.service, byReason: [0, 0, 0] }
-      this.errors.set(target.service, cell)
+      cell = { service: backend.service, byReason: [0, 0, 0] }
+      this.errors.set(backend.service, cell)
     }
     const i = UPSTREAM_ERROR_REASONS.indexOf(reason)
     cell.byReason[i < 0 ? 2 : i]! += 1
   }
 
-  /** A timeout towards an instance, or of a slow client (target null). */
-  timeout(kind: TimeoutKind, target: Target | null): void {
-    const service = target?.service ?? ''
+  /** A timeout towards an instance, or of a slow client (backend null). */
+  timeout(kind: TimeoutKind, backend: Backend | null): void {
+    const service = backend?.service ?? ''
     if (service !== '' && !this.liveServices.has(service)) return
     bump(this.timeouts, `${service}\0${kind}`, { service, kind })
   }
 
   /** Passive health took an instance out after repeated connect failures. */
-  ejection(target: Target): void {
-    if (!this.liveServices.has(target.service)) return
-    bump(this.ejections, target.service, { service: target.service })
+  ejection(backend: Backend): void {
+    if (!this.liveServices.has(backend.service)) return
+    bump(this.ejections, backend.service, { service: backend.service })
   }
 
   /** A request refused as malformed or hostile before routing. */

@@ -4,13 +4,13 @@
 // ejects it again for twice as long (up to a cap). Live requests are never the
 // probe, so once ejected, an instance gets no client traffic until it answers.
 //
-// State is keyed by target key and lives outside the immutable table (like the
+// State is keyed by backend key and lives outside the immutable table (like the
 // Balancer's), so it survives table swaps. Per request it costs one boolean
 // read while nothing is ejected.
 
 import { connect } from 'node:net'
 import { type Clock, systemClock } from '../clock.js'
-import type { Target } from '../routing/types.js'
+import type { Backend } from '../routing/types.js'
 
 export interface PassiveHealthOptions {
   /** Consecutive connect failures that eject an instance; 0 turns passive health off. */
@@ -22,14 +22,14 @@ export interface PassiveHealthOptions {
   /** How long a probe may take to connect. */
   readonly probeTimeoutMs: number
   /** Replaces the TCP connect probe (tests). Resolves true when the instance accepts connections. */
-  readonly probe?: (target: Target) => Promise<boolean>
+  readonly probe?: (backend: Backend) => Promise<boolean>
   readonly clock?: Clock
   /** Called when an instance is ejected (for `forMs`) or let back in. */
-  readonly onChange?: (target: Target, ejected: boolean, forMs: number) => void
+  readonly onChange?: (backend: Backend, ejected: boolean, forMs: number) => void
 }
 
 interface Ejection {
-  target: Target
+  backend: Backend
   until: number
   periodMs: number
   probing: boolean
@@ -38,7 +38,7 @@ interface Ejection {
 export class PassiveHealth {
   private readonly options: PassiveHealthOptions
   private readonly clock: Clock
-  private readonly probe: (target: Target) => Promise<boolean>
+  private readonly probe: (backend: Backend) => Promise<boolean>
   private readonly failures = new Map<string, number>()
   private readonly ejections = new Map<string, Ejection>()
   /** True while at least one instance is ejected; the only check on the hot path otherwise. */
@@ -47,35 +47,35 @@ export class PassiveHealth {
   constructor(options: PassiveHealthOptions) {
     this.options = options
     this.clock = options.clock ?? systemClock
-    this.probe = options.probe ?? ((target) => tcpProbe(target, options.probeTimeoutMs))
+    this.probe = options.probe ?? ((backend) => tcpProbe(backend, options.probeTimeoutMs))
   }
 
   /** Filter for Balancer.pick: false for ejected instances. */
-  readonly usable = (target: Target): boolean => !this.isEjected(target)
+  readonly usable = (backend: Backend): boolean => !this.isEjected(backend)
 
-  isEjected(target: Target): boolean {
+  isEjected(backend: Backend): boolean {
     if (!this.anyEjected) return false
-    const ejection = this.ejections.get(target.key)
+    const ejection = this.ejections.get(backend.key)
     if (ejection === undefined) return false
     if (!ejection.probing && this.clock.now() >= ejection.until) this.startProbe(ejection)
     return true
   }
 
   /** A connection to the instance could not be made (refused, unreachable, connect timeout). */
-  connectFailed(target: Target): void {
-    if (this.options.failures <= 0 || this.ejections.has(target.key)) return
-    const n = (this.failures.get(target.key) ?? 0) + 1
+  connectFailed(backend: Backend): void {
+    if (this.options.failures <= 0 || this.ejections.has(backend.key)) return
+    const n = (this.failures.get(backend.key) ?? 0) + 1
     if (n < this.options.failures) {
-      this.failures.set(target.key, n)
+      this.failures.set(backend.key, n)
       return
     }
-    this.failures.delete(target.key)
-    this.eject(target, this.options.ejectMs)
+    this.failures.delete(backend.key)
+    this.eject(backend, this.options.ejectMs)
   }
 
   /** The instance answered; its run of failures is over. */
-  succeeded(target: Target): void {
-    if (this.failures.size > 0) this.failures.delete(target.key)
+  succeeded(backend: Backend): void {
+    if (this.failures.size > 0) this.failures.delete(backend.key)
   }
 
   /** Keys of ejected instances, for status and tests. */
@@ -90,44 +90,44 @@ export class PassiveHealth {
     this.anyEjected = this.ejections.size > 0
   }
 
-  private eject(target: Target, periodMs: number): void {
-    this.ejections.set(target.key, {
-      target,
+  private eject(backend: Backend, periodMs: number): void {
+    this.ejections.set(backend.key, {
+      backend,
       until: this.clock.now() + periodMs,
       periodMs,
       probing: false,
     })
     this.anyEjected = true
-    this.options.onChange?.(target, true, periodMs)
+    this.options.onChange?.(backend, true, periodMs)
   }
 
   private startProbe(ejection: Ejection): void {
     ejection.probing = true
-    const { target } = ejection
-    this.probe(target).then(
+    const { backend } = ejection
+    this.probe(backend).then(
       (ok) => this.probed(ejection, ok),
       () => this.probed(ejection, false),
     )
   }
 
   private probed(ejection: Ejection, ok: boolean): void {
-    const key = ejection.target.key
+    const key = ejection.backend.key
     // The instance may have left the table (retain) while the probe ran.
     if (this.ejections.get(key) !== ejection) return
     if (ok) {
       this.ejections.delete(key)
       this.anyEjected = this.ejections.size > 0
-      this.options.onChange?.(ejection.target, false, 0)
+      this.options.onChange?.(ejection.backend, false, 0)
       return
     }
-    this.eject(ejection.target, Math.min(ejection.periodMs * 2, this.options.ejectMaxMs))
+    this.eject(ejection.backend, Math.min(ejection.periodMs * 2, this.options.ejectMaxMs))
   }
 }
 
 /** Resolves true when a TCP connection to the instance opens within `timeoutMs`. */
-export function tcpProbe(target: Target, timeoutMs: number): Promise<boolean> {
+export function tcpProbe(backend: Backend, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = connect({ host: target.address, port: target.port, timeout: timeoutMs })
+    const socket = connect({ host: backend.address, port: backend.port, timeout: timeoutMs })
     const done = (ok: boolean) => {
       socket.destroy()
       resolve(ok)

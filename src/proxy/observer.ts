@@ -3,22 +3,22 @@
 // costs a call.
 
 import type { IncomingMessage } from 'node:http'
-import type { Route, Target } from '../routing/types.js'
+import type { Backend, Route } from '../routing/types.js'
 import type { RejectReason } from './resolve.js'
 
 export type UpstreamErrorReason = 'connect' | 'timeout' | 'reset'
 
 /** Hooks for metrics and logs; the default does nothing, so a disabled feature costs a call. */
 export interface ProxyObserver {
-  /** Every finished request, routed or not. `route` and `target` are null when none was chosen. */
+  /** Every finished request, routed or not. `route` and `backend` are null when none was chosen. */
   request(
     route: Route | null,
-    target: Target | null,
+    backend: Backend | null,
     status: number,
     seconds: number,
     req: IncomingMessage,
   ): void
-  upstreamError(target: Target, reason: UpstreamErrorReason, error: Error): void
+  upstreamError(backend: Backend, reason: UpstreamErrorReason, error: Error): void
   /**
    * A request refused as malformed or hostile before routing, with the status
    * the client got. Optional so existing observers need not change.
@@ -26,11 +26,11 @@ export interface ProxyObserver {
   rejected?(reason: RejectReason, status: number): void
   /**
    * A timeout fired: `connect`, `response-headers` and `idle` (response body)
-   * towards `target`; `client-headers` (slow client, 408) with target null.
+   * towards `backend`; `client-headers` (slow client, 408) with backend null.
    */
-  timeout?(kind: TimeoutKind, target: Target | null): void
+  timeout?(kind: TimeoutKind, backend: Backend | null): void
   /** Passive health ejected an instance (`ejected`, for `forMs`) or let it back in. */
-  passiveHealth?(target: Target, ejected: boolean, forMs: number): void
+  passiveHealth?(backend: Backend, ejected: boolean, forMs: number): void
 }
 
 export type TimeoutKind = 'connect' | 'response-headers' | 'idle' | 'client-headers'

@@ -4,20 +4,20 @@
 
 import { STATUS_CODES } from 'node:http'
 import type { ErrorCode } from '../errors.js'
-import type { Target } from '../routing/types.js'
+import type { Backend } from '../routing/types.js'
 import type { TimeoutKind, UpstreamErrorReason } from './observer.js'
 
 /** Path for the upstream after `strip=` and `prepend=`, and the prefix removed. */
-export function upstreamPath(target: Target, path: string): { path: string; prefix: string } {
+export function upstreamPath(backend: Backend, path: string): { path: string; prefix: string } {
   let out = path
   let prefix = ''
-  if (target.strip && out.startsWith(target.strip)) {
-    prefix = target.strip
-    out = out.slice(target.strip.length)
+  if (backend.strip && out.startsWith(backend.strip)) {
+    prefix = backend.strip
+    out = out.slice(backend.strip.length)
     if (!out.startsWith('/')) out = `/${out}`
   }
-  if (target.prepend) {
-    out = target.prepend.endsWith('/') ? target.prepend + out.slice(1) : target.prepend + out
+  if (backend.prepend) {
+    out = backend.prepend.endsWith('/') ? backend.prepend + out.slice(1) : backend.prepend + out
   }
   return { path: out, prefix }
 }

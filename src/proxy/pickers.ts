@@ -1,9 +1,9 @@
 // Choosing an instance for a request. The table carries the precomputed
 // schedule and running weight sums; the state that changes per request (round
-// robin positions, in-flight counts) lives here, keyed by route id and target
+// robin positions, in-flight counts) lives here, keyed by route id and backend
 // key, so it survives table swaps for routes and instances that stay.
 
-import type { Route, Target } from '../routing/types.js'
+import type { Backend, Route } from '../routing/types.js'
 
 export type Strategy = 'round-robin' | 'random' | 'least-outstanding'
 
@@ -19,15 +19,15 @@ export class Balancer {
   }
 
   /**
-   * A serving target of the route, or null when none is usable. `usable`
+   * A serving backend of the route, or null when none is usable. `usable`
    * filters out instances a request must avoid (already tried, ejected); when
    * it rejects all, null.
    */
-  pick(route: Route, usable?: (target: Target) => boolean): Target | null {
-    const targets = route.targets
-    if (targets.length === 0) return null
+  pick(route: Route, usable?: (backend: Backend) => boolean): Backend | null {
+    const backends = route.backends
+    if (backends.length === 0) return null
     if (this.strategy === 'least-outstanding') return this.leastOutstanding(route, usable)
-    const first = this.strategy === 'random' ? this.randomTarget(route) : this.nextInSchedule(route)
+    const first = this.strategy === 'random' ? this.randomBackend(route) : this.nextInSchedule(route)
     if (!usable || usable(first)) return first
     // Walk the schedule from here so the fallback keeps the weights' order.
     for (let n = 1; n < route.schedule.length; n++) {
@@ -37,19 +37,19 @@ export class Balancer {
     return null
   }
 
-  /** Marks a request in flight to `target` (for least-outstanding and metrics). */
-  begin(target: Target): void {
-    this.inFlight.set(target.key, (this.inFlight.get(target.key) ?? 0) + 1)
+  /** Marks a request in flight to `backend` (for least-outstanding and metrics). */
+  begin(backend: Backend): void {
+    this.inFlight.set(backend.key, (this.inFlight.get(backend.key) ?? 0) + 1)
   }
 
-  end(target: Target): void {
-    const n = (this.inFlight.get(target.key) ?? 1) - 1
-    if (n <= 0) this.inFlight.delete(target.key)
-    else this.inFlight.set(target.key, n)
+  end(backend: Backend): void {
+    const n = (this.inFlight.get(backend.key) ?? 1) - 1
+    if (n <= 0) this.inFlight.delete(backend.key)
+    else this.inFlight.set(backend.key, n)
   }
 
-  outstanding(target: Target): number {
-    return this.inFlight.get(target.key) ?? 0
+  outstanding(backend: Backend): number {
+    return this.inFlight.get(backend.key) ?? 0
   }
 
   /** Drops state of routes that left the table, so churn cannot grow the maps. */
@@ -57,7 +57,7 @@ export class Balancer {
     for (const id of this.positions.keys()) if (!routeIds.has(id)) this.positions.delete(id)
   }
 
-  private nextInSchedule(route: Route): Target {
+  private nextInSchedule(route: Route): Backend {
     const schedule = route.schedule
     let position = this.positions.get(route.id)
     // Start each route at a random point so that many proxies (or workers)
@@ -65,10 +65,10 @@ export class Balancer {
     if (position === undefined) position = Math.floor(this.random() * schedule.length)
     const index = schedule[position % schedule.length] as number
     this.positions.set(route.id, (position + 1) % schedule.length)
-    return route.targets[index] as Target
+    return route.backends[index] as Backend
   }
 
-  private randomTarget(route: Route): Target {
+  private randomBackend(route: Route): Backend {
     const cumulative = route.cumulative
     const r = this.random() * (cumulative[cumulative.length - 1] as number)
     let lo = 0
@@ -78,7 +78,7 @@ export class Balancer {
       if ((cumulative[mid] as number) > r) hi = mid
       else lo = mid + 1
     }
-    return route.targets[lo] as Target
+    return route.backends[lo] as Backend
   }
 
   /**
@@ -88,20 +88,20 @@ export class Balancer {
    * "lowest (n+1)/weight" would send every request to the heaviest instance
    * while nothing is in flight) and a busy one balances load per weight.
    */
-  private leastOutstanding(route: Route, usable?: (target: Target) => boolean): Target | null {
+  private leastOutstanding(route: Route, usable?: (backend: Backend) => boolean): Backend | null {
     const candidate = this.nextInSchedule(route)
-    let best: Target | null = null
+    let best: Backend | null = null
     let bestScore = Number.POSITIVE_INFINITY
     if (!usable || usable(candidate)) {
       best = candidate
       bestScore = this.outstanding(candidate) / candidate.weight
       if (bestScore === 0) return best
     }
-    for (const target of route.targets) {
-      if (target === candidate || (usable && !usable(target))) continue
-      const score = this.outstanding(target) / target.weight
+    for (const backend of route.backends) {
+      if (backend === candidate || (usable && !usable(backend))) continue
+      const score = this.outstanding(backend) / backend.weight
       if (score < bestScore) {
-        best = target
+        best = backend
         bestScore = score
       }
     }

@@ -8,7 +8,7 @@ import { BlockList } from 'node:net'
 import type { ErrorCode } from '../errors.js'
 import { lookupRoute } from '../routing/lookup.js'
 import { normalizePath, splitRequestTarget } from '../routing/path.js'
-import type { AccessRules, Route, Target } from '../routing/types.js'
+import type { AccessRules, Backend, Route } from '../routing/types.js'
 import type { TableStore } from '../table/store.js'
 import { clientAddress } from './headers.js'
 import type { PassiveHealth } from './health.js'
@@ -37,13 +37,13 @@ export type Resolution =
   | {
       readonly kind: 'forward'
       readonly route: Route
-      readonly target: Target
+      readonly target: Backend
       readonly host: string
       /** Normalised path: what was matched is what is forwarded. */
       readonly path: string
       readonly query: string
     }
-  | { readonly kind: 'redirect'; readonly route: Route; readonly target: Target; readonly location: string }
+  | { readonly kind: 'redirect'; readonly route: Route; readonly target: Backend; readonly location: string }
   | {
       readonly kind: 'reply'
       readonly route: Route | null

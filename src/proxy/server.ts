@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks'
 import type { Duplex } from 'node:stream'
 import type { ErrorCode } from '../errors.js'
 import type { Logger } from '../log.js'
-import type { Route, Target } from '../routing/types.js'
+import type { Backend, Route } from '../routing/types.js'
 import type { TableStore } from '../table/store.js'
 import { type ForwardOptions, forward } from './forward.js'
 import { clientAddress, upstreamRequestHeaders } from './headers.js'
@@ -105,7 +105,7 @@ export function createProxyHandler(
     res: ServerResponse,
     started: number,
     resolved: Extract<Resolution, { kind: 'forward' }>,
-    chosen: Target,
+    chosen: Backend,
     attempt: number,
   ): undefined {
     const { route, host } = resolved
@@ -211,7 +211,7 @@ export function createProxyHandler(
    * went out, or an instance that just died) the same instance on a fresh
    * connection is the fallback when it is the only one.
    */
-  function retryTarget(route: Route, failed: Target, failure: UpstreamFailure): Target | null {
+  function retryTarget(route: Route, failed: Backend, failure: UpstreamFailure): Backend | null {
     if (!failure.connect && failure.reason !== 'reset') return null
     let next = balancer.pick(route, (t) => t.key !== failed.key && (health === null || health.usable(t)))
     if (next === null && !failure.connect) next = failed
@@ -226,7 +226,7 @@ export function createProxyHandler(
     status: number,
     code: ErrorCode,
     message: string,
-    target: Target | null = null,
+    target: Backend | null = null,
   ): undefined {
     const body = errorBody(status, code, message)
     if (!res.headersSent) {

@@ -12,7 +12,7 @@ import { performance } from 'node:perf_hooks'
 import type { Duplex } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import type { Logger } from '../log.js'
-import type { Target } from '../routing/types.js'
+import type { Backend } from '../routing/types.js'
 import { ClientGoneError } from './forward.js'
 import { clientAddress, clientResponseHeaders, upstreamRequestHeaders } from './headers.js'
 import type { PassiveHealth } from './health.js'
@@ -80,7 +80,7 @@ export function createUpgradeHandler(
       observer.request(resolved.route, null, 501, (performance.now() - started) / 1000, req)
       return
     }
-    const attempt = (chosen: Target, n: number): void => {
+    const attempt = (chosen: Backend, n: number): void => {
       const { path, prefix } = upstreamPath(chosen, resolved.path)
       const headers = upstreamRequestHeaders(req.rawHeaders, {
         clientIp: clientAddress(req.socket.remoteAddress),

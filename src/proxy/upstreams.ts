@@ -3,7 +3,7 @@
 // churn does not leak sockets.
 
 import { Pool } from 'undici'
-import type { Target } from '../routing/types.js'
+import type { Backend } from '../routing/types.js'
 
 export interface UpstreamOptions {
   readonly connectTimeoutMs: number
@@ -25,19 +25,19 @@ export class Upstreams {
     this.options = options
   }
 
-  pool(target: Target): Pool {
-    const key = target.tlsSkipVerify ? `${target.origin}#insecure` : target.origin
+  pool(backend: Backend): Pool {
+    const key = backend.tlsSkipVerify ? `${backend.origin}#insecure` : backend.origin
     let pool = this.pools.get(key)
     if (pool === undefined) {
       const o = this.options
-      pool = new Pool(target.origin, {
+      pool = new Pool(backend.origin, {
         connections: o.connections,
         pipelining: 1,
         headersTimeout: o.responseHeadersTimeoutMs,
         bodyTimeout: o.idleTimeoutMs,
         keepAliveTimeout: o.keepAliveTimeoutMs,
         keepAliveMaxTimeout: Math.max(o.keepAliveTimeoutMs, 60_000),
-        connect: { timeout: o.connectTimeoutMs, rejectUnauthorized: !target.tlsSkipVerify },
+        connect: { timeout: o.connectTimeoutMs, rejectUnauthorized: !backend.tlsSkipVerify },
       })
       this.pools.set(key, pool)
     }

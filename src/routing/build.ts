@@ -19,6 +19,7 @@ import { isConnectableAddress, parseRouteTag } from './tags.js'
 import { formatTarget, parseTarget } from './targets.js'
 import type {
   AccessRules,
+  Backend,
   CatalogSnapshot,
   HostRoutes,
   InstanceSnapshot,
@@ -27,7 +28,6 @@ import type {
   Route,
   RouteSpec,
   RouteTable,
-  Target,
   TargetEntry,
   TargetSpec,
   TargetStatus,
@@ -186,7 +186,7 @@ export function buildRouteTable(
   const table: RouteTable = {
     generation: previous.generation + 1,
     routes,
-    ...indexRoutes(config.fallthrough ? routes.filter((r) => r.targets.length > 0) : routes),
+    ...indexRoutes(config.fallthrough ? routes.filter((r) => r.backends.length > 0) : routes),
     targets: statuses,
     problems: problems.list,
   }
@@ -415,7 +415,7 @@ function addPendingRoutes(
         path,
         rawPrefix,
         services: [service],
-        targets: [],
+        backends: [],
         idle: [],
         schedule: [],
         cumulative: [],
@@ -475,9 +475,9 @@ function buildRoute(
 
   const weightOf = new Map(serving.map((c, i) => [c, weights[i] as number]))
 
-  const targets: Target[] = []
+  const backends: Backend[] = []
   const servingWeightsKept: number[] = []
-  const idle: Target[] = []
+  const idle: Backend[] = []
   for (const c of candidates) {
     const weight = weightOf.get(c) ?? 0
     const state: InstanceState =
@@ -490,12 +490,12 @@ function buildRoute(
             : weight > 0
               ? 'serving'
               : 'zero-weight'
-    const target = makeTarget(c, weight, state)
+    const backend = makeBackend(c, weight, state)
     if (state === 'serving') {
-      targets.push(target)
+      backends.push(backend)
       servingWeightsKept.push(weight)
     } else {
-      idle.push(target)
+      idle.push(backend)
     }
   }
 
@@ -516,7 +516,7 @@ function buildRoute(
     path: first.spec.path,
     rawPrefix: first.spec.rawPrefix,
     services,
-    targets,
+    backends,
     idle,
     schedule: buildSchedule(servingWeightsKept),
     cumulative: buildCumulative(servingWeightsKept),
@@ -555,7 +555,7 @@ function servingWeights(
   return result
 }
 
-function makeTarget(c: Candidate, weight: number, state: InstanceState): Target {
+function makeBackend(c: Candidate, weight: number, state: InstanceState): Backend {
   const { instance, spec } = c
   const hostPort = instance.address.includes(':')
     ? `[${instance.address}]:${instance.port}`

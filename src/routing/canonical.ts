@@ -16,10 +16,10 @@ const linesOf = new WeakMap<Route, readonly string[]>()
 function routeLines(route: Route): readonly string[] {
   let lines = linesOf.get(route)
   if (lines !== undefined) return lines
-  if (route.targets.length === 0) {
+  if (route.backends.length === 0) {
     lines = [`route ${route.id} no-instances`]
   } else {
-    lines = route.targets.map((t) => {
+    lines = route.backends.map((t) => {
       const version = t.version ? ` version ${t.version}` : ''
       const opts = t.optionsText ? ` opts "${t.optionsText}"` : ''
       return `route ${route.id} ${t.service} ${t.origin} weight ${t.weight.toFixed(4)}${version}${opts}`

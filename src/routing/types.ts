@@ -127,8 +127,12 @@ export interface TargetStatus {
 /** Why an instance on a route does or does not get traffic. */
 export type InstanceState = 'serving' | 'unhealthy' | 'maintenance' | 'not-selected' | 'zero-weight'
 
-/** One instance as seen on one route: everything the proxy needs, precomputed. */
-export interface Target {
+/**
+ * A backend: one instance as seen on one route, with everything the proxy
+ * needs precomputed. (The KV "target" is the desired version of a service;
+ * a backend is what a request is sent to.)
+ */
+export interface Backend {
   /** Stable identity across tables: `node/serviceId`. */
   readonly key: string
   readonly service: string
@@ -160,9 +164,9 @@ export interface Route {
   readonly rawPrefix: boolean
   readonly services: readonly string[]
   /** Instances that get traffic, in a stable order. */
-  readonly targets: readonly Target[]
+  readonly backends: readonly Backend[]
   /** Instances on this route that get none, with the reason in `state`. */
-  readonly idle: readonly Target[]
+  readonly idle: readonly Backend[]
   /**
    * Smooth weighted round-robin order over `targets` (indices), built once per
    * table so a request only advances a counter.

@@ -8,7 +8,7 @@ import { connect, type Socket } from 'node:net'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import type { ProxyObserver, RejectReason, TimeoutKind, UpstreamErrorReason } from '../../src/proxy/server.js'
-import type { Target } from '../../src/routing/types.js'
+import type { Backend } from '../../src/routing/types.js'
 
 export interface RawResponse {
   /** Everything the proxy sent before closing (or before `waitMs` passed). */
@@ -61,7 +61,7 @@ export function countingObserver(): { observer: ProxyObserver; counts: Counts } 
     request(_route, target, status) {
       counts.requests.push({ status, target: target?.key ?? null })
     },
-    upstreamError(target: Target, reason) {
+    upstreamError(target: Backend, reason) {
       counts.upstreamErrors.push({ target: target.key, reason })
     },
     rejected(reason, status) {

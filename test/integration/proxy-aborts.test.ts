@@ -123,7 +123,7 @@ describeWithConsul('client aborts', (consul) => {
     await eventually(() => expect(abortedUpstream - abortedBefore).toBe(1_000), 10_000)
     expect(open).toBe(0)
     const route = proxy.app.store.current.routes.find((r) => r.id === '/abort')!
-    expect(proxy.app.balancer.outstanding(route.targets[0]!)).toBe(0)
+    expect(proxy.app.balancer.outstanding(route.backends[0]!)).toBe(0)
     await eventually(async () => {
       const proxyConnections = await new Promise<number>((resolve) =>
         proxy.app.proxy.getConnections((_e, n) => resolve(n)),

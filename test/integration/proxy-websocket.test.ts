@@ -183,7 +183,7 @@ describeWithConsul('WebSocket upgrades', (consul) => {
     }
     await noSocketsLeft()
     const route = proxy.app.store.current.routes.find((r) => r.id === '/ws')!
-    expect(proxy.app.balancer.outstanding(route.targets[0]!)).toBe(0)
+    expect(proxy.app.balancer.outstanding(route.backends[0]!)).toBe(0)
     expect(counts.requests.filter((r) => r.status === 101).length).toBeGreaterThanOrEqual(50)
   })
 })

@@ -242,7 +242,7 @@ describeWithConsul('soak: traffic through failures, restarts and a cutover', (sh
 
     // Nothing left behind.
     for (const route of proxy.app.store.current.routes) {
-      for (const t of route.targets) expect(proxy.app.balancer.outstanding(t)).toBe(0)
+      for (const t of route.backends) expect(proxy.app.balancer.outstanding(t)).toBe(0)
     }
     await eventually(async () => {
       const connections = await new Promise<number>((resolve) =>

@@ -167,7 +167,7 @@ describe('incremental table builds', () => {
     const byId = (t: RouteTable, id: string) => t.routes.find((r) => r.id === id)
     expect(byId(two, '/api')).toBe(byId(one, '/api'))
     expect(byId(two, '/web')).not.toBe(byId(one, '/web'))
-    expect(byId(two, '/web')?.targets.map((t) => t.instanceId)).toEqual(['web-0'])
+    expect(byId(two, '/web')?.backends.map((t) => t.instanceId)).toEqual(['web-0'])
     expect(diffTables(one, two).removed).toEqual([
       'route /web web http://127.0.0.1:8000 weight 0.5000 version 1',
       'route /web web http://127.0.0.1:8001 weight 0.5000 version 1',

@@ -10,8 +10,9 @@ function route(table: RouteTable, id: string): Route {
   return r
 }
 
-const serving = (r: Route) => r.targets.map((t) => t.instanceId).sort()
-const states = (r: Route) => Object.fromEntries([...r.targets, ...r.idle].map((t) => [t.instanceId, t.state]))
+const serving = (r: Route) => r.backends.map((t) => t.instanceId).sort()
+const states = (r: Route) =>
+  Object.fromEntries([...r.backends, ...r.idle].map((t) => [t.instanceId, t.state]))
 
 describe('buildRouteTable on recorded Consul JSON', () => {
   const { table, problems } = buildRouteTable(recordedCatalog(), [], BUILD)
@@ -36,7 +37,7 @@ describe('buildRouteTable on recorded Consul JSON', () => {
       'web-old': 'unhealthy',
       'web-maint': 'maintenance',
     })
-    expect(web.targets.map((t) => t.weight)).toEqual([1 / 3, 1 / 3, 1 / 3])
+    expect(web.backends.map((t) => t.weight)).toEqual([1 / 3, 1 / 3, 1 / 3])
   })
 
   it('accepts warning when configured', () => {
@@ -50,7 +51,7 @@ describe('buildRouteTable on recorded Consul JSON', () => {
 
   it('reads versions and slices from meta and from Environment Manager tags', () => {
     const byId = Object.fromEntries(
-      [...route(table, '/web').targets, ...route(table, '/web').idle].map((t) => [t.instanceId, t]),
+      [...route(table, '/web').backends, ...route(table, '/web').idle].map((t) => [t.instanceId, t]),
     )
     expect([byId['web-blue-1']?.version, byId['web-blue-1']?.slice]).toEqual(['1.5.0', 'blue'])
     expect([byId['web-green-1']?.version, byId['web-green-1']?.slice]).toEqual(['1.6.0', 'green'])
@@ -59,7 +60,7 @@ describe('buildRouteTable on recorded Consul JSON', () => {
 
   it('precomputes what the proxy needs per instance', () => {
     const api = route(table, 'api.example.com/v1')
-    const byId = Object.fromEntries(api.targets.map((t) => [t.instanceId, t]))
+    const byId = Object.fromEntries(api.backends.map((t) => [t.instanceId, t]))
     expect(byId['api-1']).toMatchObject({
       origin: 'http://127.0.0.1:9001',
       strip: '/v1',
@@ -71,12 +72,12 @@ describe('buildRouteTable on recorded Consul JSON', () => {
     expect(byId['api-2']?.weight).toBeCloseTo(0.2)
     expect(byId['api-1']?.weight).toBeCloseTo(0.4)
     expect(byId['api-3']?.weight).toBeCloseTo(0.4)
-    expect(route(table, '/old').targets[0]?.redirect).toEqual({
+    expect(route(table, '/old').backends[0]?.redirect).toEqual({
       status: 301,
       url: 'https://new.example.com$path',
     })
     expect(route(table, '/static*')).toMatchObject({ rawPrefix: true, path: '/static' })
-    expect(route(table, '/static*').targets[0]?.prepend).toBe('/assets')
+    expect(route(table, '/static*').backends[0]?.prepend).toBe('/assets')
     expect(route(table, '/api').access).toHaveLength(1)
   })
 
@@ -134,7 +135,7 @@ describe('target state in the table builder', () => {
     ...i,
     checks: [...i.checks, { id: `svc-${i.id}`, name: 'ttl', status: 'critical', serviceId: i.id }],
   })
-  const versions = (t: RouteTable) => [...new Set(route(t, '/web').targets.map((x) => x.version))].sort()
+  const versions = (t: RouteTable) => [...new Set(route(t, '/web').backends.map((x) => x.version))].sort()
 
   it('without a key, every healthy instance serves', () => {
     expect(versions(tableOf([...blue, ...green]))).toEqual(['1.5.0', '1.6.0'])
@@ -147,7 +148,7 @@ describe('target state in the table builder', () => {
 
   it('splits by version weights, then evenly over each version’s instances', () => {
     const t = tableOf([...blue, ...green], [target('web', { weights: { '1.5.0': 90, '1.6.0': 10 } })])
-    const weights = route(t, '/web').targets.map((x) => [x.version, x.weight])
+    const weights = route(t, '/web').backends.map((x) => [x.version, x.weight])
     expect(weights).toEqual([
       ['1.5.0', 0.45],
       ['1.5.0', 0.45],
@@ -265,7 +266,7 @@ describe('guarded cutover per route', () => {
     instance('web', ['urlprefix-/web', 'urlprefix-/web-api'], { meta: { version: '1.5.0' } }),
   ]
   const versionsOn = (t: RouteTable, id: string) =>
-    [...new Set(route(t, id).targets.map((x) => x.version))].sort()
+    [...new Set(route(t, id).backends.map((x) => x.version))].sort()
   /** Blue serves as the target, then the target moves to green 1.6.0: the resulting build. */
   const cutToGreen = (green: ReturnType<typeof instance>) => {
     const first = tableOf([...blue, green], [target('web', { version: '1.5.0' })])
@@ -330,7 +331,7 @@ describe('instances no connection can be made to', () => {
     ])
     expect(
       route(t, '/web')
-        .targets.map((x) => x.origin)
+        .backends.map((x) => x.origin)
         .sort(),
     ).toEqual([
       expect.stringMatching(/^http:\/\/\[::1\]:\d+$/),

@@ -10,7 +10,7 @@ import { combineObservers } from '../../src/metrics/observers.js'
 import { DURATION_BUCKETS, RequestCounters } from '../../src/metrics/request-counters.js'
 import { buildRouteTable } from '../../src/routing/build.js'
 import { diffTables } from '../../src/routing/canonical.js'
-import type { InstanceSnapshot, Route, RouteTable, Target, TargetEntry } from '../../src/routing/types.js'
+import type { Backend, InstanceSnapshot, Route, RouteTable, TargetEntry } from '../../src/routing/types.js'
 import { TableStore } from '../../src/table/store.js'
 import type { SyncStatus } from '../../src/table/sync.js'
 import { parsePrometheusText, samplesOf, sampleValue } from '../integration/metrics-text.js'
@@ -36,8 +36,8 @@ function routeOf(table: RouteTable, id: string): Route {
   return route
 }
 
-function targetOf(route: Route, version: string): Target {
-  const t = route.targets.find((x) => x.version === version)
+function targetOf(route: Route, version: string): Backend {
+  const t = route.backends.find((x) => x.version === version)
   if (!t) throw new Error(`no serving ${version} on ${route.id}`)
   return t
 }
@@ -98,7 +98,7 @@ describe('RequestCounters', () => {
     const newTarget = targetOf(shop, '1.6.0')
     counters.request(shop, oldTarget, 200, 0.01)
     counters.request(shop, newTarget, 200, 0.01)
-    counters.upstreamError(routeOf(first, '/cart').targets[0]!, 'timeout')
+    counters.upstreamError(routeOf(first, '/cart').backends[0]!, 'timeout')
 
     const second = build([new1, new2], first)
     counters.retain(second)
@@ -113,7 +113,7 @@ describe('RequestCounters', () => {
     counters.request(shop, newTarget, 200, 0.01)
     // ...while one whose series was dropped neither counts nor brings it back.
     counters.request(shop, oldTarget, 200, 0.01)
-    counters.upstreamError(routeOf(first, '/cart').targets[0]!, 'connect')
+    counters.upstreamError(routeOf(first, '/cart').backends[0]!, 'connect')
     expect(series(counters).find((s) => s.key === 'shop /shop 1.6.0')?.byClass).toBe('0,2,0,0,0')
     expect(series(counters).some((s) => s.key.endsWith('1.5.0'))).toBe(false)
     expect([...counters.errorSeries()]).toEqual([])
@@ -320,7 +320,7 @@ describe('access log line', () => {
       },
       socket: { remoteAddress: '::ffff:10.1.2.3' },
     } as unknown as IncomingMessage
-    const line = accessLogLine(route, route.targets[0]!, 201, 0.0123456, req)
+    const line = accessLogLine(route, route.backends[0]!, 201, 0.0123456, req)
     expect(line).toEqual({
       method: 'POST',
       host: 'shop.example',
@@ -330,8 +330,8 @@ describe('access log line', () => {
       route: '/cart',
       service: 'cart',
       version: '2.0.0',
-      instance: route.targets[0]!.key,
-      upstream: route.targets[0]!.origin,
+      instance: route.backends[0]!.key,
+      upstream: route.backends[0]!.origin,
       client: '10.1.2.3',
       userAgent: 'curl/8',
     })
@@ -354,8 +354,8 @@ describe('access log line', () => {
     expect(calls).toEqual(['a request', 'b request'])
     // Optional hooks reach the observers that have them and skip the others.
     const ejections: string[] = []
-    const withHealth = { ...make('c'), passiveHealth: (t: Target) => ejections.push(t.key) }
-    const target = routeOf(build([cart]), '/cart').targets[0]!
+    const withHealth = { ...make('c'), passiveHealth: (t: Backend) => ejections.push(t.key) }
+    const target = routeOf(build([cart]), '/cart').backends[0]!
     combineObservers([one, withHealth]).passiveHealth?.(target, true, 1000)
     combineObservers([one, withHealth]).timeout?.('connect', target)
     expect(ejections).toEqual([target.key])

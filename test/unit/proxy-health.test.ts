@@ -5,10 +5,10 @@
 import { describe, expect, it } from 'vitest'
 import type { Clock } from '../../src/clock.js'
 import { PassiveHealth } from '../../src/proxy/health.js'
-import type { Target } from '../../src/routing/types.js'
+import type { Backend } from '../../src/routing/types.js'
 
-function target(key: string): Target {
-  return { key } as Target
+function target(key: string): Backend {
+  return { key } as Backend
 }
 
 function setup(failures = 3) {

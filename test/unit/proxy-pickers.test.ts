@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest'
 import { Balancer, type Strategy } from '../../src/proxy/pickers.js'
 import { buildRouteTable } from '../../src/routing/build.js'
-import type { Route, RouteTable, Target } from '../../src/routing/types.js'
+import type { Backend, Route, RouteTable } from '../../src/routing/types.js'
 import { BUILD, catalogOf, instance, target } from './helpers.js'
 
 const INSTANCES = [
@@ -34,7 +34,7 @@ function seeded(seed: number): () => number {
   }
 }
 
-function shares(picks: Target[]): Record<string, number> {
+function shares(picks: Backend[]): Record<string, number> {
   const out: Record<string, number> = {}
   for (const p of picks) out[p.key] = (out[p.key] ?? 0) + 1 / picks.length
   return out
@@ -42,18 +42,18 @@ function shares(picks: Target[]): Record<string, number> {
 
 describe('Balancer', () => {
   const r = route(table())
-  const [v1, v2a, v2b] = r.targets as [Target, Target, Target]
+  const [v1, v2a, v2b] = r.backends as [Backend, Backend, Backend]
 
   it('has the weights the table was built with', () => {
-    expect(r.targets.map((t) => t.weight)).toEqual([0.6, 0.2, 0.2])
+    expect(r.backends.map((t) => t.weight)).toEqual([0.6, 0.2, 0.2])
   })
 
   for (const strategy of ['round-robin', 'random', 'least-outstanding'] as Strategy[]) {
     it(`${strategy}: sequential requests split by weight`, () => {
       const balancer = new Balancer(strategy, seeded(7))
-      const picks: Target[] = []
+      const picks: Backend[] = []
       for (let i = 0; i < 5_000; i++) {
-        const t = balancer.pick(r) as Target
+        const t = balancer.pick(r) as Backend
         balancer.begin(t)
         balancer.end(t)
         picks.push(t)
@@ -70,9 +70,9 @@ describe('Balancer', () => {
   it('least-outstanding: under concurrency, in-flight requests per instance follow the weights', () => {
     const balancer = new Balancer('least-outstanding', seeded(1))
     // 50 requests held in flight at once.
-    const held: Target[] = []
+    const held: Backend[] = []
     for (let i = 0; i < 50; i++) {
-      const t = balancer.pick(r) as Target
+      const t = balancer.pick(r) as Backend
       balancer.begin(t)
       held.push(t)
     }
@@ -85,9 +85,9 @@ describe('Balancer', () => {
   it('least-outstanding: a slow instance gets fewer new requests', () => {
     const balancer = new Balancer('least-outstanding', seeded(2))
     for (let i = 0; i < 20; i++) balancer.begin(v1) // v1 is stuck with 20 in flight
-    const picks: Target[] = []
+    const picks: Backend[] = []
     for (let i = 0; i < 20; i++) {
-      const t = balancer.pick(r) as Target
+      const t = balancer.pick(r) as Backend
       balancer.begin(t)
       picks.push(t)
     }
@@ -112,20 +112,20 @@ describe('Balancer', () => {
     expect(route(second)).not.toBe(route(first))
     const continued = new Balancer('round-robin', () => 0)
     const fresh = new Balancer('round-robin', () => 0)
-    const before = [0, 1].map(() => (continued.pick(route(first)) as Target).key)
-    const after = [0, 1, 2].map(() => (continued.pick(route(second)) as Target).key)
+    const before = [0, 1].map(() => (continued.pick(route(first)) as Backend).key)
+    const after = [0, 1, 2].map(() => (continued.pick(route(second)) as Backend).key)
     // The schedule is 5 long; picking on the new table goes on where the old one stopped.
-    const straight = [0, 1, 2, 3, 4].map(() => (fresh.pick(route(first)) as Target).key)
+    const straight = [0, 1, 2, 3, 4].map(() => (fresh.pick(route(first)) as Backend).key)
     expect([...before, ...after]).toEqual(straight)
   })
 
   it('least-outstanding: in-flight counts survive a table swap (keyed by instance, not object)', () => {
     const first = table()
     const balancer = new Balancer('least-outstanding')
-    const t = route(first).targets[0] as Target
+    const t = route(first).backends[0] as Backend
     balancer.begin(t)
     const second = structuredClone(first)
-    const same = route(second).targets.find((x) => x.key === t.key) as Target
+    const same = route(second).backends.find((x) => x.key === t.key) as Backend
     expect(same).not.toBe(t)
     expect(balancer.outstanding(same)).toBe(1)
     balancer.end(same)
@@ -135,7 +135,7 @@ describe('Balancer', () => {
   it('keeps the in-flight count of an instance that stays when its route changes', () => {
     const first = table()
     const balancer = new Balancer('least-outstanding')
-    const t = route(first).targets[0] as Target
+    const t = route(first).backends[0] as Backend
     balancer.begin(t)
     const grown = buildRouteTable(
       catalogOf([...INSTANCES, instance('web', ['urlprefix-/web'], { meta: { version: '1' } })]),
@@ -144,7 +144,7 @@ describe('Balancer', () => {
       first,
     ).table
     expect(route(grown)).not.toBe(route(first))
-    const same = route(grown).targets.find((x) => x.key === t.key) as Target
+    const same = route(grown).backends.find((x) => x.key === t.key) as Backend
     expect(balancer.outstanding(same)).toBe(1)
   })
 
