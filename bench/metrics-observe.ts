@@ -12,17 +12,17 @@
 
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { createServer, type IncomingMessage, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Server } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { parseArgs, promisify } from 'node:util'
 import { Counter, Histogram, Registry } from 'prom-client'
 import { createLogger } from '../src/log.js'
 import { RequestCounters } from '../src/metrics/request-counters.js'
+import { Upstreams } from '../src/proxy/http1/upstream.js'
+import { createProxyListener } from '../src/proxy/listener.js'
+import type { ProxyObserver } from '../src/proxy/observer.js'
 import { Balancer } from '../src/proxy/pickers.js'
-import type { ProxyObserver } from '../src/proxy/server.js'
-import { createProxyHandler } from '../src/proxy/server.js'
-import { Upstreams } from '../src/proxy/upstreams.js'
+import { Sweeper } from '../src/proxy/sweeper.js'
 import { buildRouteTable } from '../src/routing/build.js'
 import { diffTables } from '../src/routing/canonical.js'
 import type { Backend, InstanceSnapshot, Route, RouteTable } from '../src/routing/types.js'
@@ -140,7 +140,7 @@ function cellsObserver(t: RouteTable): ProxyObserver {
 }
 
 const NONE: ProxyObserver = { request() {}, upstreamError() {} }
-const NO_REQUEST = null as unknown as IncomingMessage
+const NO_REQUEST = null as unknown as Parameters<ProxyObserver['request']>[4]
 
 // ---------------------------------------------------------------- part 1
 
@@ -200,30 +200,57 @@ async function macro(
     children: promChildrenObserver(t),
     cells: cellsObserver(t),
   }
-  const servers: Record<string, { server: Server; upstreams: Upstreams; url: string; runs: Measured[] }> = {}
+  const servers: Record<
+    string,
+    {
+      server: Server
+      drain: (ms: number) => Promise<unknown>
+      upstreams: Upstreams
+      url: string
+      runs: Measured[]
+    }
+  > = {}
   for (const [name, observer] of Object.entries(variants)) {
     const store = new TableStore()
-    const upstreams = new Upstreams({
-      connectTimeoutMs: 5000,
-      responseHeadersTimeoutMs: 10_000,
-      idleTimeoutMs: 10_000,
-      keepAliveTimeoutMs: 4000,
-      connections: 64,
-    })
+    const sweeper = new Sweeper(1000)
+    const upstreams = new Upstreams(
+      {
+        connectTimeoutMs: 5000,
+        responseHeadersTimeoutMs: 10_000,
+        idleTimeoutMs: 10_000,
+        keepAliveTimeoutMs: 4000,
+        maxConnections: 64,
+        maxQueue: 1024,
+        queueTimeoutMs: 10_000,
+        maxHeaderSize: 65_536,
+      },
+      sweeper,
+    )
     store.swap(t, diffTables(store.current, t), Date.now())
-    const handler = createProxyHandler({
+    const { server, drain } = createProxyListener({
       store,
       balancer: new Balancer('round-robin'),
       upstreams,
       log: createLogger('silent'),
       observer,
       retries: 0,
+      sweeper,
+      limits: {
+        maxHeaderSize: 16_384,
+        maxHeaderCount: 100,
+        maxBodySize: 0,
+        requestBuffer: 65_536,
+        headersTimeoutMs: 10_000,
+        bodyTimeoutMs: 60_000,
+        keepAliveTimeoutMs: 5_000,
+        sendTimeoutMs: 60_000,
+      },
     })
-    const server = createServer(handler)
     server.listen(0, '127.0.0.1')
     await once(server, 'listening')
     servers[name] = {
       server,
+      drain,
       upstreams,
       url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/svc-3/x`,
       runs: [],
@@ -263,9 +290,8 @@ async function macro(
       rps: Math.round(median((r) => r.rps)),
       errors: s.runs.reduce((n, r) => n + r.errors, 0),
     }
-    s.server.closeAllConnections()
-    s.server.close()
-    await s.upstreams.close()
+    await s.drain(0)
+    s.upstreams.close()
   }
   return result
 }

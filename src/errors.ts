@@ -28,13 +28,18 @@ export const ERROR_CODES = {
   SWY_ERR_TARGET_WAIT: 'The operator command timed out waiting for the new target to be served.',
   SWY_ERR_HEADERS_TOO_LARGE: 'The request line and headers exceed proxy.maxHeaderSize (431).',
   SWY_ERR_CLIENT_TIMEOUT:
-    'The client did not send its request headers within proxy.timeouts.clientHeaders (408).',
+    'The client did not send its request headers within proxy.timeouts.clientHeaders, or let its request body stall longer than proxy.timeouts.clientBody (408).',
   SWY_ERR_METHOD_NOT_ALLOWED: 'CONNECT: Switchyard is a reverse proxy and does not open tunnels (405).',
   SWY_ERR_LISTEN: 'A listener could not open its address (in use, or not permitted). Exit code 1.',
   SWY_ERR_SERVICE_NOT_LOADED:
     "A routed service's instances could not be read from Consul yet; its routes answer 503 meanwhile.",
   SWY_ERR_INSTANCE_ADDRESS:
     'A service instance has an address or port no connection can be made to; it gets no traffic.',
+  SWY_ERR_BODY_TOO_LARGE: 'The request body exceeds proxy.limits.maxBodySize (413).',
+  SWY_ERR_UPSTREAM_TLS:
+    "The TLS handshake with an HTTPS instance failed, or its certificate did not verify against the instance's address or its host= name (502).",
+  SWY_ERR_UPSTREAM_BUSY:
+    'Every connection to the instance was busy and the request could not wait for one (queue full, or proxy.timeouts.queue passed) (503).',
 } as const
 
 export type ErrorCode = keyof typeof ERROR_CODES

@@ -8,10 +8,10 @@
 
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { forward } from '../../src/proxy/forward.js'
-import { clientAddress, upstreamRequestHeaders } from '../../src/proxy/headers.js'
-import { Upstreams } from '../../src/proxy/upstreams.js'
 import type { Backend } from '../../src/routing/types.js'
+import { forward } from './legacy/forward.js'
+import { clientAddress, upstreamRequestHeaders } from './legacy/headers.js'
+import { Upstreams } from './legacy/upstreams.js'
 
 const origin = process.argv[2]
 if (!origin) throw new Error('usage: undici.ts <origin>')

@@ -4,7 +4,7 @@
 
 import { once } from 'node:events'
 import type { Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Server as NetServer } from 'node:net'
 import { createAdminServer } from '../admin/server.js'
 import type { ResolvedConfig } from '../config/load.js'
 import { ConsulClient } from '../consul/client.js'
@@ -14,9 +14,11 @@ import { accessLogObserver } from '../metrics/access-log.js'
 import { SwitchyardMetrics } from '../metrics/metrics.js'
 import { combineObservers } from '../metrics/observers.js'
 import { PassiveHealth } from '../proxy/health.js'
+import { Upstreams } from '../proxy/http1/upstream.js'
+import { createProxyListener } from '../proxy/listener.js'
+import type { ProxyObserver } from '../proxy/observer.js'
 import { Balancer } from '../proxy/pickers.js'
-import { createProxyServer, drainProxyServer, type ProxyObserver } from '../proxy/server.js'
-import { Upstreams } from '../proxy/upstreams.js'
+import { Sweeper } from '../proxy/sweeper.js'
 import type { BuildConfig } from '../routing/build.js'
 import { TableStore } from '../table/store.js'
 import { TableSync } from '../table/sync.js'
@@ -25,7 +27,7 @@ import { redactConfig } from './token.js'
 export interface Switchyard {
   readonly store: TableStore
   readonly sync: TableSync
-  readonly proxy: Server
+  readonly proxy: NetServer
   readonly admin: Server
   readonly metrics: SwitchyardMetrics
   /** Per-request state outside the table (in-flight counts, ejected instances, pools), for tests and status. */
@@ -128,13 +130,22 @@ export function createDataPlane(
   observer: ProxyObserver,
 ) {
   const t = config.proxy.timeouts
-  const upstreams = new Upstreams({
-    connectTimeoutMs: t.connect,
-    responseHeadersTimeoutMs: t.responseHeaders,
-    idleTimeoutMs: t.idle,
-    keepAliveTimeoutMs: t.upstreamKeepAlive,
-    connections: config.proxy.connectionsPerUpstream,
-  })
+  const sweeper = new Sweeper(
+    Math.min(t.connect, t.responseHeaders, t.idle, t.clientHeaders, t.clientBody, t.clientKeepAlive, t.queue),
+  )
+  const upstreams = new Upstreams(
+    {
+      connectTimeoutMs: t.connect,
+      responseHeadersTimeoutMs: t.responseHeaders,
+      idleTimeoutMs: t.idle,
+      keepAliveTimeoutMs: t.upstreamKeepAlive,
+      maxConnections: config.proxy.connectionsPerUpstream,
+      maxQueue: config.proxy.upstreamQueue,
+      queueTimeoutMs: t.queue,
+      maxHeaderSize: Math.max(config.proxy.maxHeaderSize, 65_536),
+    },
+    sweeper,
+  )
   const balancer = new Balancer(config.proxy.strategy)
   const passive = config.proxy.passiveHealth
   const health = new PassiveHealth({
@@ -155,20 +166,33 @@ export function createDataPlane(
     upstreams.retain(new Set(table.routes.flatMap((r) => [...r.backends, ...r.idle].map((x) => x.origin))))
   })
 
-  const proxy = createProxyServer(
-    { store, balancer, upstreams, log, observer, retries: config.proxy.retries, health },
-    {
+  const listener = createProxyListener({
+    store,
+    balancer,
+    upstreams,
+    log,
+    observer,
+    retries: config.proxy.retries,
+    health,
+    sweeper,
+    limits: {
       maxHeaderSize: config.proxy.maxHeaderSize,
-      clientHeadersTimeoutMs: t.clientHeaders,
+      maxHeaderCount: config.proxy.limits.maxHeaderCount,
+      maxBodySize: config.proxy.limits.maxBodySize,
+      requestBuffer: config.proxy.limits.requestBuffer,
+      headersTimeoutMs: t.clientHeaders,
+      bodyTimeoutMs: t.clientBody,
       keepAliveTimeoutMs: t.clientKeepAlive,
+      sendTimeoutMs: t.idle,
     },
-  )
+  })
+  const proxy = listener.server
   /** Stops accepting, drains in-flight requests up to the shutdown timeout, closes the pools. */
   const stop = async () => {
     log.info({ graceMs: t.shutdown }, 'shutting down: draining in-flight requests')
-    const { cut } = await drainProxyServer(proxy, t.shutdown)
+    const { cut } = await listener.drain(t.shutdown)
     if (cut > 0) log.warn({ connections: cut, graceMs: t.shutdown }, 'shutdown deadline: connections cut')
-    await upstreams.close()
+    upstreams.close()
   }
   return { proxy, balancer, health, upstreams, stop }
 }
@@ -191,7 +215,10 @@ export function buildConfigOf(config: ResolvedConfig): BuildConfig {
   }
 }
 
-export async function listen(server: Server, at: { host: string; port: number }): Promise<string> {
+export async function listen(
+  server: Server | NetServer,
+  at: { host: string; port: number },
+): Promise<string> {
   server.listen(at.port, at.host)
   try {
     await once(server, 'listening')

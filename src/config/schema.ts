@@ -50,6 +50,34 @@ const workers = z
     return n
   })
 
+const SIZE = /^(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB)?$/
+const UNIT_BYTES: Record<string, number> = {
+  B: 1,
+  KiB: 1024,
+  MiB: 1024 ** 2,
+  GiB: 1024 ** 3,
+  KB: 1000,
+  MB: 1000 ** 2,
+  GB: 1000 ** 3,
+}
+
+/** Bytes in `512`, `64KiB`, `10MB`; null when the text is not a size. */
+export function parseSize(text: string): number | null {
+  const m = SIZE.exec(text.trim())
+  return m === null ? null : Number(m[1]) * (UNIT_BYTES[m[2] ?? 'B'] as number)
+}
+
+/** A size string, or a number of bytes. */
+const size = z.union([z.number().int().nonnegative(), z.string()]).transform((value, ctx) => {
+  if (typeof value === 'number') return value
+  const bytes = parseSize(value)
+  if (bytes === null) {
+    ctx.addIssue({ code: 'custom', message: `"${value}" is not a size (use e.g. 512, 64KiB, 10MB)` })
+    return z.NEVER
+  }
+  return bytes
+})
+
 const boolish = z
   .union([z.boolean(), z.enum(['true', 'false', '1', '0'])])
   .transform((v) => v === true || v === 'true' || v === '1')
@@ -64,6 +92,15 @@ export const configSchema = z
         retries: z.number().int().min(0).max(3).default(1),
         maxHeaderSize: z.number().int().min(1024).max(1_048_576).default(16_384),
         connectionsPerUpstream: z.number().int().min(1).max(65_536).default(256),
+        upstreamQueue: z.number().int().min(0).max(1_000_000).default(1024),
+        limits: z
+          .object({
+            maxHeaderCount: z.number().int().min(8).max(10_000).default(100),
+            maxBodySize: size.prefault(0),
+            requestBuffer: size.prefault('64KiB'),
+          })
+          .strict()
+          .prefault({}),
         accessLog: boolish.default(false),
         timeouts: z
           .object({
@@ -71,6 +108,8 @@ export const configSchema = z
             responseHeaders: duration.prefault('60s'),
             idle: duration.prefault('60s'),
             clientHeaders: duration.prefault('10s'),
+            clientBody: duration.prefault('60s'),
+            queue: duration.prefault('10s'),
             clientKeepAlive: duration.prefault('5s'),
             upstreamKeepAlive: duration.prefault('4s'),
             shutdown: duration.prefault('30s'),

@@ -4,10 +4,9 @@
 // User-Agent is read, so Authorization and Cookie values can never reach it,
 // and the query string is left out because tokens travel there too.
 
-import type { IncomingMessage } from 'node:http'
 import type { Logger } from '../log.js'
-import { clientAddress } from '../proxy/headers.js'
-import type { ProxyObserver } from '../proxy/server.js'
+import type { RequestHead } from '../proxy/exchange.js'
+import type { ProxyObserver } from '../proxy/observer.js'
 import type { Backend, Route } from '../routing/types.js'
 
 export interface AccessLogLine {
@@ -33,13 +32,13 @@ export function accessLogLine(
   backend: Backend | null,
   status: number,
   seconds: number,
-  req: IncomingMessage,
+  head: RequestHead,
 ): AccessLogLine {
-  const url = req.url ?? ''
+  const url = head.url
   const query = url.indexOf('?')
   return {
-    method: req.method ?? '',
-    host: req.headers.host ?? '',
+    method: head.method,
+    host: head.host,
     path: query === -1 ? url : url.slice(0, query),
     status,
     durationMs: Math.round(seconds * 1e6) / 1e3,
@@ -48,15 +47,15 @@ export function accessLogLine(
     version: backend?.version ?? '',
     instance: backend?.key ?? '',
     upstream: backend?.origin ?? '',
-    client: clientAddress(req.socket.remoteAddress),
-    userAgent: req.headers['user-agent'] ?? '',
+    client: head.client.address,
+    userAgent: head.userAgent,
   }
 }
 
 export function accessLogObserver(log: Logger): ProxyObserver {
   return {
-    request(route, backend, status, seconds, req) {
-      log.info(accessLogLine(route, backend, status, seconds, req), 'request')
+    request(route, backend, status, seconds, head) {
+      log.info(accessLogLine(route, backend, status, seconds, head), 'request')
     },
     upstreamError() {},
   }

@@ -13,7 +13,7 @@
 // use the `first` aggregator instead of adding up copies.
 
 import { Counter, collectDefaultMetrics, Gauge, Histogram, type MetricType, Registry } from 'prom-client'
-import type { ProxyObserver } from '../proxy/server.js'
+import type { ProxyObserver } from '../proxy/observer.js'
 import type { RouteTable } from '../routing/types.js'
 import type { TableStore } from '../table/store.js'
 import type { SyncStatus } from '../table/sync.js'
@@ -83,7 +83,7 @@ export class SwitchyardMetrics {
     )
     new Counter({
       name: 'switchyard_upstream_errors_total',
-      help: 'Failed exchanges with an instance, by service and reason (connect, timeout, reset).',
+      help: 'Failed exchanges with an instance, by service and reason (connect, timeout, reset, busy: no free connection).',
       labelNames: ['service', 'reason'],
       registers,
       collect() {
@@ -109,7 +109,7 @@ export class SwitchyardMetrics {
       })
     events(
       'switchyard_timeouts_total',
-      'Timeouts by kind: connect, response-headers, idle (towards an instance of service) and client-headers (a slow client; service "").',
+      'Timeouts by kind: connect, response-headers, idle, queue (towards an instance of service), client-headers (a slow client; service "") and client-body (a stalled upload).',
       ['service', 'kind'],
       () => counters.timeoutCounts(),
     )

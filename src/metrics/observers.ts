@@ -1,7 +1,7 @@
 // Several per-request hooks (metrics, access log, a test's own) behind the one
 // ProxyObserver the proxy calls.
 
-import type { ProxyObserver } from '../proxy/server.js'
+import type { ProxyObserver } from '../proxy/observer.js'
 
 /**
  * One observer that calls each given one in turn; absent observers and absent

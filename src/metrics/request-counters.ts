@@ -11,7 +11,7 @@
 // after the swap still finds its cell through the WeakMap; if the cell was
 // dropped, the count goes nowhere, which is what dropping the series means.
 
-import type { RejectReason, TimeoutKind, UpstreamErrorReason } from '../proxy/server.js'
+import type { RejectReason, TimeoutKind, UpstreamErrorReason } from '../proxy/observer.js'
 import type { Backend, Route, RouteTable } from '../routing/types.js'
 
 /** Upper bounds (seconds) of the request duration histogram; few, as labels multiply them. */
@@ -19,7 +19,7 @@ export const DURATION_BUCKETS: readonly number[] = [0.005, 0.025, 0.05, 0.1, 0.2
 
 export const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const
 
-export const UPSTREAM_ERROR_REASONS: readonly UpstreamErrorReason[] = ['connect', 'timeout', 'reset']
+export const UPSTREAM_ERROR_REASONS: readonly UpstreamErrorReason[] = ['connect', 'timeout', 'reset', 'busy']
 
 /** Requests of one service, route and version, by status class. */
 export interface RequestSeries {
@@ -105,7 +105,11 @@ export class RequestCounters {
   /** The hot path: one finished request. */
   request(route: Route | null, backend: Backend | null, status: number, seconds: number): void {
     const series =
-      backend !== null ? this.byBackend.get(backend) : route !== null ? this.byRoute.get(route) : this.unrouted
+      backend !== null
+        ? this.byBackend.get(backend)
+        : route !== null
+          ? this.byRoute.get(route)
+          : this.unrouted
     if (series === undefined) return
     const cls = ((status / 100) | 0) - 1
     series.byClass[Math.max(0, Math.min(cls, 4))]! += 1
@@ -122,7 +126,7 @@ export class RequestCounters {
     if (!this.liveServices.has(backend.service)) return
     let cell = this.errors.get(backend.service)
     if (cell === undefined) {
-      cell = { service: backend.service, byReason: [0, 0, 0] }
+      cell = { service: backend.service, byReason: UPSTREAM_ERROR_REASONS.map(() => 0) }
       this.errors.set(backend.service, cell)
     }
     const i = UPSTREAM_ERROR_REASONS.indexOf(reason)

@@ -1,10 +1,10 @@
-// Header rewriting between client and upstream (RFC 9110 §7.6.1, RFC 7239).
-// Works on Node's flat rawHeaders array so the request path never builds an
-// intermediate object.
+// Header rewriting between client and upstream (RFC 9110 §7.6.1, RFC 7239),
+// on the flat name/value arrays the parser produces. Framing headers
+// (Content-Length, Transfer-Encoding) never pass through as text: each side's
+// framing is written by the side that frames the bytes, so a message can
+// never carry two lengths.
 
-import type { IncomingHttpHeaders } from 'node:http'
-
-/** Hop-by-hop headers, plus ones Switchyard sets itself or undici must not get. */
+/** Hop-by-hop headers, plus ones Switchyard sets itself. */
 const DROP_REQUEST = new Set([
   'connection',
   'keep-alive',
@@ -14,9 +14,10 @@ const DROP_REQUEST = new Set([
   'te',
   'trailer',
   'transfer-encoding',
+  'content-length',
   'upgrade',
   'http2-settings',
-  // Node answered `Expect: 100-continue` already; the upstream gets the body.
+  // Switchyard answers `Expect: 100-continue` itself when it starts reading the body.
   'expect',
   'host',
   'x-forwarded-proto',
@@ -33,6 +34,7 @@ const DROP_RESPONSE = new Set([
   'te',
   'trailer',
   'transfer-encoding',
+  'content-length',
   'upgrade',
 ])
 
@@ -48,70 +50,112 @@ export interface ForwardedFacts {
   readonly upstreamHost: string
 }
 
-/**
- * Headers for the upstream request: the client's minus hop-by-hop ones (and
- * any the client's Connection header names), with X-Forwarded-* and Forwarded.
- * X-Forwarded-For and Forwarded are appended to; the others are set, so a
- * client cannot forge the host or protocol an upstream believes it used.
- */
-export function upstreamRequestHeaders(raw: readonly string[], facts: ForwardedFacts): string[] {
-  let connectionNamed: Set<string> | null = null
+/** Lower-case names listed in the message's Connection fields, or null. */
+function connectionNamed(raw: readonly string[]): Set<string> | null {
+  let named: Set<string> | null = null
   for (let i = 0; i < raw.length; i += 2) {
-    if ((raw[i] as string).length === 10 && (raw[i] as string).toLowerCase() === 'connection') {
-      connectionNamed ??= new Set()
-      for (const token of (raw[i + 1] as string).split(',')) connectionNamed.add(token.trim().toLowerCase())
+    const name = raw[i] as string
+    if (name.length === 10 && name.toLowerCase() === 'connection') {
+      for (const token of (raw[i + 1] as string).split(',')) {
+        const t = token.trim().toLowerCase()
+        if (t === 'close' || t === 'keep-alive' || t === '') continue
+        named ??= new Set()
+        named.add(t)
+      }
     }
   }
+  return named
+}
 
-  const out: string[] = []
+/**
+ * The request head for the upstream, as one string: request line, the
+ * client's fields minus hop-by-hop ones (and any its Connection field names),
+ * X-Forwarded-* and Forwarded (appended to for -For and Forwarded, set for
+ * the others, so a client cannot forge the host or protocol an upstream
+ * believes it used), then framing: `content-length` (≥ 0), chunked (-1), or
+ * nothing for a request without a body (null).
+ */
+export function upstreamRequestHead(
+  method: string,
+  target: string,
+  raw: readonly string[],
+  facts: ForwardedFacts,
+  bodyLength: number | null,
+  upgrade: string | null,
+): string {
+  const named = connectionNamed(raw)
+  let head = `${method} ${target} HTTP/1.1\r\nhost: ${facts.upstreamHost}\r\n`
   let xff = ''
   let forwarded = ''
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string
     const lower = name.toLowerCase()
-    if (DROP_REQUEST.has(lower) || connectionNamed?.has(lower)) continue
+    if (DROP_REQUEST.has(lower) || named?.has(lower)) continue
     const value = raw[i + 1] as string
     if (lower === 'x-forwarded-for') xff = xff ? `${xff}, ${value}` : value
     else if (lower === 'forwarded') forwarded = forwarded ? `${forwarded}, ${value}` : value
-    else out.push(name, value)
+    else head += `${name}: ${value}\r\n`
   }
-
   const forNode = facts.clientIp.includes(':') ? `"[${facts.clientIp}]"` : facts.clientIp
   const hostParam = facts.host ? `;host="${facts.host.replace(/["\\]/g, '')}"` : ''
   const element = `for=${forNode}${hostParam};proto=${facts.proto}`
-  out.push(
-    'host',
-    facts.upstreamHost,
-    'x-forwarded-for',
-    xff ? `${xff}, ${facts.clientIp}` : facts.clientIp,
-    'x-forwarded-proto',
-    facts.proto,
-    'x-forwarded-port',
-    String(facts.port),
-    'forwarded',
-    forwarded ? `${forwarded}, ${element}` : element,
-  )
-  if (facts.host) out.push('x-forwarded-host', facts.host)
-  if (facts.prefix) out.push('x-forwarded-prefix', facts.prefix)
+  head +=
+    `x-forwarded-for: ${xff ? `${xff}, ${facts.clientIp}` : facts.clientIp}\r\n` +
+    `x-forwarded-proto: ${facts.proto}\r\n` +
+    `x-forwarded-port: ${facts.port}\r\n` +
+    `forwarded: ${forwarded ? `${forwarded}, ${element}` : element}\r\n`
+  if (facts.host) head += `x-forwarded-host: ${facts.host}\r\n`
+  if (facts.prefix) head += `x-forwarded-prefix: ${facts.prefix}\r\n`
+  if (upgrade !== null) head += `connection: upgrade\r\nupgrade: ${upgrade}\r\n`
+  if (bodyLength === -1) head += 'transfer-encoding: chunked\r\n'
+  else if (bodyLength !== null) head += `content-length: ${bodyLength}\r\n`
+  return `${head}\r\n`
+}
+
+/** A response's fields for the client, and how the upstream framed its body. */
+export interface ClientResponseFields {
+  /** Fields minus hop-by-hop and framing ones. */
+  readonly headers: string[]
+  /** Content-Length, or -1 when absent. */
+  readonly length: number
+  readonly chunked: boolean
+}
+
+/** The upstream's response fields minus hop-by-hop and framing ones. */
+export function clientResponseFields(raw: readonly string[]): ClientResponseFields {
+  const named = connectionNamed(raw)
+  const headers: string[] = []
+  let length = -1
+  let chunked = false
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string
+    const lower = name.toLowerCase()
+    if (DROP_RESPONSE.has(lower) || named?.has(lower)) {
+      // The parser already refused a message with two lengths or with both.
+      if (lower === 'content-length') length = Number(raw[i + 1])
+      else if (lower === 'transfer-encoding') chunked = true
+      continue
+    }
+    headers.push(name, raw[i + 1] as string)
+  }
+  return { headers, length, chunked }
+}
+
+/** Trailer fields minus those that must not appear in a trailer section of ours. */
+export function relayedTrailers(raw: readonly string[]): string[] {
+  const out: string[] = []
+  for (let i = 0; i < raw.length; i += 2) {
+    const lower = (raw[i] as string).toLowerCase()
+    if (DROP_RESPONSE.has(lower)) continue
+    out.push(raw[i] as string, raw[i + 1] as string)
+  }
   return out
 }
 
-/** The upstream's response headers minus hop-by-hop ones. */
-export function clientResponseHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders {
-  let named: string[] | null = null
-  const connection = headers.connection
-  if (
-    typeof connection === 'string' &&
-    connection.toLowerCase() !== 'close' &&
-    connection.toLowerCase() !== 'keep-alive'
-  ) {
-    named = connection.split(',').map((t) => t.trim().toLowerCase())
-  }
-  const out: IncomingHttpHeaders = {}
-  for (const name in headers) {
-    if (DROP_RESPONSE.has(name) || named?.includes(name)) continue
-    out[name] = headers[name]
-  }
+/** `name: value\r\n` lines of a flat field list. */
+export function fieldLines(fields: readonly string[]): string {
+  let out = ''
+  for (let i = 0; i < fields.length; i += 2) out += `${fields[i]}: ${fields[i + 1]}\r\n`
   return out
 }
 

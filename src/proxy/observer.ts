@@ -2,11 +2,12 @@
 // the access log implement it; NO_OBSERVER does nothing, so a disabled feature
 // costs a call.
 
-import type { IncomingMessage } from 'node:http'
 import type { Backend, Route } from '../routing/types.js'
+import type { RequestHead } from './exchange.js'
 import type { RejectReason } from './resolve.js'
 
-export type UpstreamErrorReason = 'connect' | 'timeout' | 'reset'
+/** `busy`: every connection to the instance was taken and the request could not wait (503). */
+export type UpstreamErrorReason = 'connect' | 'timeout' | 'reset' | 'busy'
 
 /** Hooks for metrics and logs; the default does nothing, so a disabled feature costs a call. */
 export interface ProxyObserver {
@@ -16,7 +17,7 @@ export interface ProxyObserver {
     backend: Backend | null,
     status: number,
     seconds: number,
-    req: IncomingMessage,
+    head: RequestHead,
   ): void
   upstreamError(backend: Backend, reason: UpstreamErrorReason, error: Error): void
   /**
@@ -25,17 +26,20 @@ export interface ProxyObserver {
    */
   rejected?(reason: RejectReason, status: number): void
   /**
-   * A timeout fired: `connect`, `response-headers` and `idle` (response body)
-   * towards `backend`; `client-headers` (slow client, 408) with backend null.
+   * A timeout fired: `connect`, `response-headers`, `idle` (response body)
+   * and `queue` (waiting for a free connection) towards `backend`;
+   * `client-headers` (slow client, 408) with backend null; `client-body` (a
+   * client that stalled its upload, 408).
    */
   timeout?(kind: TimeoutKind, backend: Backend | null): void
   /** Passive health ejected an instance (`ejected`, for `forMs`) or let it back in. */
   passiveHealth?(backend: Backend, ejected: boolean, forMs: number): void
 }
 
-export type TimeoutKind = 'connect' | 'response-headers' | 'idle' | 'client-headers'
+export type TimeoutKind = 'connect' | 'response-headers' | 'idle' | 'queue' | 'client-headers' | 'client-body'
 
 export const NO_OBSERVER: ProxyObserver = {
   request() {},
   upstreamError() {},
 }
+export type { RejectReason } from './resolve.js'

@@ -3,14 +3,13 @@
 // validate, route and pick the same way. Everything a request is checked
 // against was precomputed when the table was built.
 
-import type { IncomingMessage } from 'node:http'
 import { BlockList } from 'node:net'
 import type { ErrorCode } from '../errors.js'
 import { lookupRoute } from '../routing/lookup.js'
 import { normalizePath, splitRequestTarget } from '../routing/path.js'
 import type { AccessRules, Backend, Route } from '../routing/types.js'
 import type { TableStore } from '../table/store.js'
-import { clientAddress } from './headers.js'
+import type { RequestHead } from './exchange.js'
 import type { PassiveHealth } from './health.js'
 import type { Balancer } from './pickers.js'
 
@@ -32,18 +31,22 @@ export type RejectReason =
   | 'path'
   /** Any other request Node's parser refuses (400). */
   | 'malformed'
+  /** A body above proxy.limits.maxBodySize (413). */
+  | 'body-too-large'
+  /** An Upgrade to anything but WebSocket (501). */
+  | 'upgrade'
 
 export type Resolution =
   | {
       readonly kind: 'forward'
       readonly route: Route
-      readonly target: Backend
+      readonly backend: Backend
       readonly host: string
       /** Normalised path: what was matched is what is forwarded. */
       readonly path: string
       readonly query: string
     }
-  | { readonly kind: 'redirect'; readonly route: Route; readonly target: Backend; readonly location: string }
+  | { readonly kind: 'redirect'; readonly route: Route; readonly backend: Backend; readonly location: string }
   | {
       readonly kind: 'reply'
       readonly route: Route | null
@@ -62,7 +65,7 @@ export interface ResolverDeps {
   readonly health: PassiveHealth | null
 }
 
-export function createResolver(deps: ResolverDeps): (req: IncomingMessage) => Resolution {
+export function createResolver(deps: ResolverDeps): (head: RequestHead) => Resolution {
   const { store, balancer, health } = deps
   const accessLists = new WeakMap<AccessRules, { allow: BlockList | null; deny: BlockList | null }>()
 
@@ -80,21 +83,14 @@ export function createResolver(deps: ResolverDeps): (req: IncomingMessage) => Re
     return true
   }
 
-  return (req) => {
+  return (head) => {
     const table = store.current
-    const target = splitRequestTarget(req.url ?? '/')
-    const hostHeader = req.headers.host
-    if (hostHeader === undefined ? req.httpVersionMinor >= 1 && target.host === null : hostCount(req) > 1) {
+    const target = splitRequestTarget(head.url)
+    if (head.hostCount === 0 ? head.httpMinor >= 1 && target.host === null : head.hostCount > 1) {
       return refuse('host', 'a request needs exactly one Host header')
     }
-    const host = target.host ?? hostHeader ?? ''
+    const host = target.host ?? head.host
     if (!VALID_HOST.test(host)) return refuse('host', 'invalid Host header')
-    // Node accepts a Transfer-Encoding that is not `chunked` and leaves the body
-    // length undefined; RFC 9112 §6.1 says answer 400 (a smuggling vector).
-    const te = req.headers['transfer-encoding']
-    if (te !== undefined && te.toLowerCase() !== 'chunked') {
-      return refuse('framing', `unsupported Transfer-Encoding "${te}"`)
-    }
     const path = normalizePath(target.path)
     if (path === null) return refuse('path', 'malformed request path')
     if (table.generation === 0) {
@@ -108,7 +104,7 @@ export function createResolver(deps: ResolverDeps): (req: IncomingMessage) => Re
     const route = lookupRoute(table, host, path)
     if (route === null) return reply(null, 404, 'SWY_ERR_NO_ROUTE', `no route for ${host}${path}`)
     if (route.access.length > 0) {
-      const ip = clientAddress(req.socket.remoteAddress)
+      const ip = head.client.address
       if (!allowed(route, ip))
         return reply(route, 403, 'SWY_ERR_ACCESS_DENIED', `${ip} may not use route ${route.id}`)
     }
@@ -127,9 +123,9 @@ export function createResolver(deps: ResolverDeps): (req: IncomingMessage) => Re
     }
     if (chosen.redirect !== null) {
       const location = chosen.redirect.url.replaceAll('$path', path + target.query)
-      return { kind: 'redirect', route, target: chosen, location }
+      return { kind: 'redirect', route, backend: chosen, location }
     }
-    return { kind: 'forward', route, target: chosen, host, path, query: target.query }
+    return { kind: 'forward', route, backend: chosen, host, path, query: target.query }
   }
 }
 
@@ -139,17 +135,6 @@ function reply(route: Route | null, status: number, code: ErrorCode, message: st
 
 function refuse(reason: RejectReason, message: string): Resolution {
   return { kind: 'reply', route: null, status: 400, code: 'SWY_ERR_BAD_REQUEST', message, reject: reason }
-}
-
-/** How many Host fields the request has (Node keeps only the first in `headers`). */
-function hostCount(req: IncomingMessage): number {
-  const raw = req.rawHeaders
-  let n = 0
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i] as string
-    if (name.length === 4 && name.toLowerCase() === 'host') n++
-  }
-  return n
 }
 
 function toBlockList(cidrs: AccessRules['allow']): BlockList | null {

@@ -7,7 +7,12 @@ import { once } from 'node:events'
 import { connect, type Socket } from 'node:net'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
-import type { ProxyObserver, RejectReason, TimeoutKind, UpstreamErrorReason } from '../../src/proxy/server.js'
+import type {
+  ProxyObserver,
+  RejectReason,
+  TimeoutKind,
+  UpstreamErrorReason,
+} from '../../src/proxy/observer.js'
 import type { Backend } from '../../src/routing/types.js'
 
 export interface RawResponse {

@@ -7,7 +7,7 @@ import { stringify } from 'yaml'
 import { type Switchyard, startSwitchyard } from '../../src/cli/serve.js'
 import { loadConfig, type ResolvedConfig } from '../../src/config/load.js'
 import { createLogger } from '../../src/log.js'
-import type { ProxyObserver } from '../../src/proxy/server.js'
+import type { ProxyObserver } from '../../src/proxy/observer.js'
 import type { ConsulInfo } from './consul-agent.js'
 
 export interface TestProxy {

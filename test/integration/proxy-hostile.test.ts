@@ -3,7 +3,7 @@
 // counted, never reaches an instance, and the proxy keeps serving.
 
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import type { RejectReason } from '../../src/proxy/server.js'
+import type { RejectReason } from '../../src/proxy/resolve.js'
 import { ConsulApi } from '../harness/consul-api.js'
 import { describeWithConsul } from '../harness/context.js'
 import { countingObserver, type RawResponse, rawRequest } from '../harness/proxy-tools.js'

@@ -5,7 +5,7 @@
 
 import { once } from 'node:events'
 import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Server as NetServer } from 'node:net'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import WebSocket, { WebSocketServer } from 'ws'
 import { freePort } from '../harness/consul-agent.js'
@@ -50,7 +50,7 @@ async function startWsApp(): Promise<WsApp> {
   return { server, wss, port: (server.address() as AddressInfo).port, closes, handshakes }
 }
 
-function connections(server: Server): Promise<number> {
+function connections(server: Server | NetServer): Promise<number> {
   return new Promise((resolve, reject) => server.getConnections((err, n) => (err ? reject(err) : resolve(n))))
 }
 

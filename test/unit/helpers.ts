@@ -2,6 +2,7 @@
 
 import { readFileSync } from 'node:fs'
 import { parseHealthService, parseKvList } from '../../src/consul/normalize.js'
+import type { RequestHead } from '../../src/proxy/exchange.js'
 import { type BuildConfig, buildRouteTable } from '../../src/routing/build.js'
 import type { CatalogSnapshot, InstanceSnapshot, RouteTable, TargetEntry } from '../../src/routing/types.js'
 
@@ -67,5 +68,28 @@ export function target(service: string, value: unknown, modifyIndex = 1): Target
     key: `switchyard/targets/${service}`,
     value: typeof value === 'string' ? value : JSON.stringify(value),
     modifyIndex,
+  }
+}
+
+/** A request head as a listener would hand it over. */
+export function requestHead(
+  url: string,
+  headers: Record<string, string> = {},
+  overrides: Partial<RequestHead> = {},
+): RequestHead {
+  const flat = Object.entries(headers).flat()
+  const host = Object.entries(headers).filter(([n]) => n.toLowerCase() === 'host')
+  return {
+    method: 'GET',
+    url,
+    httpMinor: 1,
+    headers: flat,
+    host: host[0]?.[1] ?? '',
+    hostCount: host.length,
+    userAgent: headers['user-agent'] ?? '',
+    client: { address: '127.0.0.1', localPort: 9999, proto: 'http' },
+    upgrade: null,
+    bodyLength: 0,
+    ...overrides,
   }
 }

@@ -4,15 +4,15 @@
 // matched, with the route a straightforward statement of the rules would
 // pick. Encoded slashes, dot segments and host spellings cannot change that.
 
-import type { IncomingMessage } from 'node:http'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
+import type { RequestHead } from '../../src/proxy/exchange.js'
 import { Balancer } from '../../src/proxy/pickers.js'
 import { createResolver, type Resolution } from '../../src/proxy/resolve.js'
 import { normalizePath, splitRequestTarget } from '../../src/routing/path.js'
 import type { Route, RouteTable } from '../../src/routing/types.js'
 import { TableStore } from '../../src/table/store.js'
-import { instance, tableOf } from './helpers.js'
+import { instance, requestHead, tableOf } from './helpers.js'
 
 const ROUTES = [
   '/',
@@ -28,23 +28,15 @@ const ROUTES = [
   'static.example.com/files*',
 ]
 
-function resolverFor(routes: string[]): { table: RouteTable; resolve: (req: IncomingMessage) => Resolution } {
+function resolverFor(routes: string[]): { table: RouteTable; resolve: (head: RequestHead) => Resolution } {
   const table = tableOf(routes.map((r, i) => instance(`svc${i}`, [`urlprefix-${r}`])))
   const store = new TableStore()
   store.swap(table, { added: [], removed: [] }, 0)
   return { table, resolve: createResolver({ store, balancer: new Balancer('round-robin'), health: null }) }
 }
 
-function request(url: string, host: string | undefined): IncomingMessage {
-  const rawHeaders = host === undefined ? [] : ['Host', host]
-  return {
-    url,
-    method: 'GET',
-    headers: host === undefined ? {} : { host },
-    rawHeaders,
-    httpVersionMinor: 1,
-    socket: { remoteAddress: '127.0.0.1' },
-  } as unknown as IncomingMessage
+function request(url: string, host: string | undefined): RequestHead {
+  return requestHead(url, host === undefined ? {} : { Host: host })
 }
 
 /** The matching rules stated plainly (see lookup.ts): host tiers, then the longest path. */

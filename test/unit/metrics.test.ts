@@ -1,7 +1,6 @@
 // Request counters, table gauges and the exposition, without Consul: tables
 // come from the pure builder, sync status is a stub.
 
-import type { IncomingMessage } from 'node:http'
 import { AggregatorRegistry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
 import { accessLogLine } from '../../src/metrics/access-log.js'
@@ -14,7 +13,7 @@ import type { Backend, InstanceSnapshot, Route, RouteTable, TargetEntry } from '
 import { TableStore } from '../../src/table/store.js'
 import type { SyncStatus } from '../../src/table/sync.js'
 import { parsePrometheusText, samplesOf, sampleValue } from '../integration/metrics-text.js'
-import { BUILD, catalogOf, instance, target } from './helpers.js'
+import { BUILD, catalogOf, instance, requestHead, target } from './helpers.js'
 
 const v = (version: string) => ({ meta: { version } })
 const old1 = instance('shop', ['urlprefix-/shop'], v('1.5.0'))
@@ -119,7 +118,7 @@ describe('RequestCounters', () => {
     expect([...counters.errorSeries()]).toEqual([])
     // Errors are per service, and shop is still there.
     counters.upstreamError(oldTarget, 'connect')
-    expect([...counters.errorSeries()]).toEqual([{ service: 'shop', byReason: [1, 0, 0] }])
+    expect([...counters.errorSeries()]).toEqual([{ service: 'shop', byReason: [1, 0, 0, 0] }])
   })
 
   it('counts timeouts, ejections and rejections, and drops those of vanished services on swap', () => {
@@ -156,7 +155,7 @@ describe('RequestCounters', () => {
     counters.upstreamError(t, 'connect')
     counters.upstreamError(t, 'connect')
     counters.upstreamError(t, 'reset')
-    expect([...counters.errorSeries()]).toEqual([{ service: 'shop', byReason: [2, 0, 1] }])
+    expect([...counters.errorSeries()]).toEqual([{ service: 'shop', byReason: [2, 0, 1, 0] }])
   })
 })
 
@@ -194,8 +193,8 @@ describe('SwitchyardMetrics', () => {
     swap(store, table)
     metrics.observeBuild(2.5, true)
     const shop = routeOf(table, '/shop')
-    metrics.observer.request(shop, targetOf(shop, '1.6.0'), 200, 0.02, {} as IncomingMessage)
-    metrics.observer.request(null, null, 404, 0.001, {} as IncomingMessage)
+    metrics.observer.request(shop, targetOf(shop, '1.6.0'), 200, 0.02, requestHead('/'))
+    metrics.observer.request(null, null, 404, 0.001, requestHead('/'))
 
     const { contentType, body } = await metrics.text()
     expect(contentType).toBe('text/plain; version=0.0.4; charset=utf-8')
@@ -281,9 +280,9 @@ describe('SwitchyardMetrics', () => {
     })
     const shop = routeOf(table, '/shop')
     const t = targetOf(shop, '1.5.0')
-    workers[0]!.observer.request(shop, t, 200, 0.01, {} as IncomingMessage)
-    workers[1]!.observer.request(shop, t, 200, 0.3, {} as IncomingMessage)
-    workers[1]!.observer.request(shop, t, 200, 0.3, {} as IncomingMessage)
+    workers[0]!.observer.request(shop, t, 200, 0.01, requestHead('/'))
+    workers[1]!.observer.request(shop, t, 200, 0.3, requestHead('/'))
+    workers[1]!.observer.request(shop, t, 200, 0.3, requestHead('/'))
     const aggregated = AggregatorRegistry.aggregate(
       await Promise.all(workers.map((w) => w.registry.getMetricsAsJSON())),
     )
@@ -309,17 +308,16 @@ describe('access log line', () => {
   it('has flat fields, no query string and no header but Host and User-Agent', () => {
     const table = build([cart])
     const route = routeOf(table, '/cart')
-    const req = {
-      method: 'POST',
-      url: '/cart/checkout?token=s3cret',
-      headers: {
+    const req = requestHead(
+      '/cart/checkout?token=s3cret',
+      {
         host: 'shop.example',
         'user-agent': 'curl/8',
         authorization: 'Bearer s3cret',
         cookie: 'session=s3cret',
       },
-      socket: { remoteAddress: '::ffff:10.1.2.3' },
-    } as unknown as IncomingMessage
+      { method: 'POST', client: { address: '10.1.2.3', localPort: 9999, proto: 'http' } },
+    )
     const line = accessLogLine(route, route.backends[0]!, 201, 0.0123456, req)
     expect(line).toEqual({
       method: 'POST',
@@ -350,7 +348,7 @@ describe('access log line', () => {
     const one = make('a')
     expect(combineObservers([one, null, undefined])).toBe(one)
     const both = combineObservers([one, null, make('b')])
-    both.request(null, null, 404, 0, {} as IncomingMessage)
+    both.request(null, null, 404, 0, requestHead('/'))
     expect(calls).toEqual(['a request', 'b request'])
     // Optional hooks reach the observers that have them and skip the others.
     const ejections: string[] = []

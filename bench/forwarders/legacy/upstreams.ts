@@ -1,9 +1,12 @@
+// The request path Switchyard had before its own HTTP/1.1 engine (node:http
+// server + undici pool), kept only so the benchmark can compare engines.
+
 // Keep-alive connection pools, one per upstream origin. Pools of instances that
 // left the table are closed gracefully (in-flight requests finish) so instance
 // churn does not leak sockets.
 
 import { Pool } from 'undici'
-import type { Backend } from '../routing/types.js'
+import type { Backend } from '../../../src/routing/types.js'
 
 export interface UpstreamOptions {
   readonly connectTimeoutMs: number

@@ -1,3 +1,6 @@
+// The request path Switchyard had before its own HTTP/1.1 engine (node:http
+// server + undici pool), kept only so the benchmark can compare engines.
+
 // Streams one request to one upstream and its response back, with
 // backpressure both ways: undici reads the client's body as the upstream
 // accepts it, and the upstream's body is paused whenever the client's socket

@@ -1,0 +1,384 @@
+// The one attempt path. Every request, whatever the listener and protocol it
+// came on (plain HTTP/1.1, a WebSocket upgrade, HTTP/2), goes through here:
+// resolve (validate, route, pick), wait for the body to be ready, get a
+// connection to the instance, forward, relay the answer; on failure classify,
+// feed passive health, retry on another instance when nothing can have
+// reached the application, else answer with the error. The end of a request
+// (success, error, a client that left: 499, a client that stalled its body:
+// 408) is recorded once, in finish().
+
+import type { ErrorCode } from '../errors.js'
+import type { Logger } from '../log.js'
+import type { Backend, Route } from '../routing/types.js'
+import type { TableStore } from '../table/store.js'
+import type { BodySink, Downstream } from './exchange.js'
+import { clientResponseFields, fieldLines, relayedTrailers, upstreamRequestHead } from './headers.js'
+import type { PassiveHealth } from './health.js'
+import type { UpstreamConnection, UpstreamFailure, UpstreamHandler, Upstreams } from './http1/upstream.js'
+import type { ProxyObserver, TimeoutKind, UpstreamErrorReason } from './observer.js'
+import { errorBody, upstreamPath } from './outcome.js'
+import type { Balancer } from './pickers.js'
+import { createResolver, type Resolution } from './resolve.js'
+
+export interface AttemptDeps {
+  readonly store: TableStore
+  readonly balancer: Balancer
+  readonly upstreams: Upstreams
+  readonly log: Logger
+  readonly observer: ProxyObserver
+  /**
+   * Extra attempts after a failure that cannot have reached the application
+   * (no connection; a reused connection closed before any answer), for
+   * idempotent requests without a body only.
+   */
+  readonly retries: number
+  /** Passive health; null turns it off. */
+  readonly health: PassiveHealth | null
+}
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
+
+/** The handler every listener calls with each request. */
+export function createRequestHandler(deps: AttemptDeps): (down: Downstream) => void {
+  const resolve = createResolver({ store: deps.store, balancer: deps.balancer, health: deps.health })
+  const { observer, log } = deps
+  return (down) => {
+    let resolved: Resolution
+    try {
+      resolved = resolve(down.head)
+    } catch (err) {
+      log.error({ err, path: down.head.url.split('?')[0] }, 'request handler failed')
+      replyError(down, 500, 'SWY_ERR_BAD_REQUEST', 'internal error while routing')
+      return
+    }
+    if (resolved.kind === 'reply') {
+      if (resolved.reject !== null) {
+        observer.rejected?.(resolved.reject, resolved.status)
+        down.closeAfterResponse()
+      }
+      replyError(down, resolved.status, resolved.code, resolved.message)
+      observer.request(resolved.route, null, resolved.status, seconds(down), down.head)
+      return
+    }
+    if (resolved.kind === 'redirect') {
+      const status = resolved.backend.redirect?.status ?? 302
+      down.reply(status, ['location', resolved.location], '')
+      observer.request(resolved.route, resolved.backend, status, seconds(down), down.head)
+      return
+    }
+    new Attempt(deps, down, resolved).start(resolved.backend)
+  }
+}
+
+type Forward = Extract<Resolution, { kind: 'forward' }>
+
+class Attempt implements UpstreamHandler, BodySink {
+  private readonly deps: AttemptDeps
+  private readonly down: Downstream
+  private readonly resolved: Forward
+  private readonly route: Route
+  private backend: Backend
+  private tries = 0
+  private connection: UpstreamConnection | null = null
+  /** A connection being opened for this attempt, not yet handed over. */
+  private opening: UpstreamConnection | null = null
+  private queued = false
+  private status = 0
+  private requestComplete = false
+  private finished = false
+  /** The upstream's body is chunked-encoded by us (the client's was chunked). */
+  private readonly chunkedBody: boolean
+
+  constructor(deps: AttemptDeps, down: Downstream, resolved: Forward) {
+    this.deps = deps
+    this.down = down
+    this.resolved = resolved
+    this.route = resolved.route
+    this.backend = resolved.backend
+    this.chunkedBody = down.head.bodyLength === -1
+    down.onGone = this.onGone
+    down.onDrain = this.onClientDrain
+  }
+
+  start(backend: Backend): void {
+    this.backend = backend
+    this.deps.balancer.begin(backend)
+    if (this.down.bodyComplete || this.down.head.bodyLength === 0) this.connect()
+    else this.down.whenBodyReady(this.connect)
+  }
+
+  private readonly connect = (): void => {
+    if (this.finished) return
+    let pool: ReturnType<Upstreams['pool']>
+    try {
+      pool = this.deps.upstreams.pool(this.backend)
+    } catch (err) {
+      this.fail(502, 'SWY_ERR_UPSTREAM_CONNECT', `instance ${this.backend.key}: ${(err as Error).message}`)
+      return
+    }
+    this.queued = true
+    const opening = pool.acquire(this)
+    if (this.connection === null && !this.finished) this.opening = opening
+  }
+
+  // ---- UpstreamHandler
+
+  onConnection(connection: UpstreamConnection): void {
+    this.queued = false
+    this.opening = null
+    if (this.finished) {
+      connection.abandon()
+      return
+    }
+    this.connection = connection
+    const head = this.down.head
+    const backend = this.backend
+    const { path, prefix } = upstreamPath(backend, this.resolved.path)
+    const bodyLength = head.bodyLength === 0 ? null : head.bodyLength
+    connection.write(
+      upstreamRequestHead(
+        head.method,
+        path + this.resolved.query,
+        head.headers,
+        {
+          clientIp: head.client.address,
+          proto: head.client.proto,
+          host: this.resolved.host,
+          port: head.client.localPort,
+          prefix,
+          upstreamHost: backend.hostHeader ?? this.resolved.host,
+        },
+        bodyLength,
+        head.upgrade,
+      ),
+    )
+    if (bodyLength === null) this.requestSent()
+    else this.down.readBody(this)
+  }
+
+  private requestSent(): void {
+    this.requestComplete = true
+    this.connection?.requestSent()
+  }
+
+  onInformational(status: number, headers: string[]): void {
+    this.down.sendInformational(status, relayedTrailers(headers))
+  }
+
+  onResponseHead(status: number, reason: string, headers: string[]): boolean {
+    const method = this.down.head.method
+    const fields = clientResponseFields(headers)
+    this.status = status
+    this.down.sendHead(status, reason, fields.headers, {
+      length: fields.length,
+      chunked: fields.chunked,
+      noBody: method === 'HEAD' || status === 204 || status === 304,
+    })
+    return method === 'HEAD'
+  }
+
+  onResponseData(chunk: Buffer): void {
+    if (!this.down.sendData(chunk)) this.connection?.pause()
+  }
+
+  onResponseEnd(trailers: string[]): void {
+    this.down.sendEnd(trailers.length > 0 ? relayedTrailers(trailers) : trailers)
+    // The instance answered before the whole request body went out (an early
+    // 413, say): that connection is in an unknown state.
+    if (!this.requestComplete) this.connection?.abandon()
+    this.connection = null
+    this.finish(this.status)
+  }
+
+  onUpgrade(
+    status: number,
+    reason: string,
+    headers: string[],
+    socket: import('node:net').Socket,
+    head: Buffer,
+  ): void {
+    this.connection = null
+    this.status = status
+    const fields = clientResponseFields(headers).headers
+    fields.push('connection', 'upgrade', 'upgrade', this.down.head.upgrade ?? 'websocket')
+    this.down.tunnel(status, reason, fields, socket, head, () => this.finish(status))
+  }
+
+  onReadStart(): void {
+    this.down.cork()
+  }
+
+  onReadEnd(): void {
+    this.down.uncork()
+  }
+
+  onDrain(): void {
+    this.down.resumeBody()
+  }
+
+  onFailure(failure: UpstreamFailure): void {
+    this.connection = null
+    this.opening = null
+    this.queued = false
+    if (this.finished) return
+    const { deps, backend, down } = this
+    const kind = failure.kind
+    const timeout = TIMEOUT_OF[kind]
+    if (timeout !== undefined) deps.observer.timeout?.(timeout, backend)
+    deps.observer.upstreamError(backend, REASON_OF[kind], failure)
+    const noConnection = kind === 'connect' || kind === 'connect-timeout'
+    if (noConnection) deps.health?.connectFailed(backend)
+    else if (
+      kind === 'reset' ||
+      kind === 'bad-response' ||
+      kind === 'headers-timeout' ||
+      kind === 'idle-timeout'
+    )
+      deps.health?.succeeded(backend)
+    if (down.responded) {
+      // Headers are out; the only honest signal left is a cut connection.
+      down.abort()
+      this.finish(this.status)
+      return
+    }
+    const next = this.retryTarget(failure)
+    if (next !== null) {
+      deps.log.debug(
+        { route: this.route.id, from: backend.key, to: next.key, err: describe(failure) },
+        'retrying on another instance',
+      )
+      deps.balancer.end(backend)
+      this.tries++
+      // On the next turn: a connection that just failed is cleaned up by then,
+      // so the pool does not count it, and any other idle connection the
+      // instance closed meanwhile is seen as closed.
+      setImmediate(() => {
+        if (this.finished) return
+        this.start(next)
+      })
+      return
+    }
+    const [status, code] = STATUS_OF[kind]
+    this.fail(status, code, `instance ${backend.key} of ${backend.service}: ${describe(failure)}`)
+  }
+
+  // ---- BodySink: the client's body, on its way to the instance
+
+  data(chunk: Buffer): boolean {
+    const connection = this.connection
+    if (connection === null || chunk.length === 0) return true
+    if (!this.chunkedBody) return connection.write(chunk)
+    connection.write(`${chunk.length.toString(16)}\r\n`)
+    connection.write(chunk)
+    return connection.write('\r\n')
+  }
+
+  end(trailers: readonly string[]): void {
+    if (this.connection === null) return
+    if (this.chunkedBody) this.connection.write(`0\r\n${fieldLines(trailers)}\r\n`)
+    this.requestSent()
+  }
+
+  // ----
+
+  /**
+   * Where to retry: another usable instance. After a failure to connect there
+   * is no point in the same one. After a connection closed before any answer
+   * (typically a keep-alive connection the instance closed as the request
+   * went out) the same instance on a fresh connection is the fallback when it
+   * is the only one. A request with a body is never replayed.
+   */
+  private retryTarget(failure: UpstreamFailure): Backend | null {
+    const { deps, backend, down } = this
+    if (this.tries >= deps.retries || down.head.bodyLength !== 0 || !IDEMPOTENT.has(down.head.method))
+      return null
+    const kind = failure.kind
+    const noConnection =
+      kind === 'connect' || kind === 'connect-timeout' || kind === 'tls' || kind === 'queue-full'
+    if (!noConnection && kind !== 'reset') return null
+    const health = deps.health
+    let next = deps.balancer.pick(
+      this.route,
+      (b) => b.key !== backend.key && (health === null || health.usable(b)),
+    )
+    if (next === null && kind === 'reset') next = backend
+    return next !== null && next.redirect === null ? next : null
+  }
+
+  private fail(status: number, code: ErrorCode, message: string): void {
+    replyError(this.down, status, code, message)
+    this.finish(status)
+  }
+
+  private readonly onClientDrain = (): void => {
+    this.connection?.resume()
+  }
+
+  /** The client went away (499) or stalled its body past the timeout (408, already answered). */
+  private readonly onGone = (status: number): void => {
+    if (this.finished) return
+    if (status === 408) this.deps.observer.timeout?.('client-body', this.backend)
+    if (this.connection !== null) this.connection.abandon()
+    else if (this.opening !== null) this.opening.detach(this)
+    else if (this.queued) this.deps.upstreams.pool(this.backend).cancel(this)
+    this.connection = null
+    this.finish(status)
+  }
+
+  private finish(status: number): void {
+    if (this.finished) return
+    this.finished = true
+    const { deps, backend } = this
+    deps.balancer.end(backend)
+    if (status > 0 && status < 500) deps.health?.succeeded(backend)
+    deps.observer.request(this.route, backend, status, seconds(this.down), this.down.head)
+  }
+}
+
+function seconds(down: Downstream): number {
+  return (performance.now() - down.startedAt) / 1000
+}
+
+/** Answers with Switchyard's plain-text error body and `x-switchyard-error`. */
+export function replyError(down: Downstream, status: number, code: ErrorCode, message: string): void {
+  down.reply(
+    status,
+    ['content-type', 'text/plain; charset=utf-8', 'cache-control', 'no-store', 'x-switchyard-error', code],
+    errorBody(status, code, message),
+  )
+}
+
+function describe(failure: UpstreamFailure): string {
+  return failure.code ? `${failure.code} ${failure.message}` : failure.message
+}
+
+const TIMEOUT_OF: Partial<Record<UpstreamFailure['kind'], TimeoutKind>> = {
+  'connect-timeout': 'connect',
+  'headers-timeout': 'response-headers',
+  'idle-timeout': 'idle',
+  'queue-timeout': 'queue',
+}
+
+const REASON_OF: Record<UpstreamFailure['kind'], UpstreamErrorReason> = {
+  connect: 'connect',
+  'connect-timeout': 'timeout',
+  tls: 'connect',
+  'queue-full': 'busy',
+  'queue-timeout': 'busy',
+  reset: 'reset',
+  'headers-timeout': 'timeout',
+  'idle-timeout': 'timeout',
+  'bad-response': 'reset',
+}
+
+const STATUS_OF: Record<UpstreamFailure['kind'], [number, ErrorCode]> = {
+  connect: [502, 'SWY_ERR_UPSTREAM_CONNECT'],
+  'connect-timeout': [504, 'SWY_ERR_UPSTREAM_TIMEOUT'],
+  tls: [502, 'SWY_ERR_UPSTREAM_TLS'],
+  'queue-full': [503, 'SWY_ERR_UPSTREAM_BUSY'],
+  'queue-timeout': [503, 'SWY_ERR_UPSTREAM_BUSY'],
+  reset: [502, 'SWY_ERR_UPSTREAM_RESET'],
+  'headers-timeout': [504, 'SWY_ERR_UPSTREAM_TIMEOUT'],
+  'idle-timeout': [504, 'SWY_ERR_UPSTREAM_TIMEOUT'],
+  'bad-response': [502, 'SWY_ERR_UPSTREAM_RESET'],
+}

@@ -1,0 +1,123 @@
+// Node's own HTTP/1.1 parser (llhttp, compiled into the node binary), used
+// directly: the same strictness as node:http (one Content-Length, no CL+TE,
+// `chunked` last, no obs-fold, no bare CR, header bytes limit), at the cost of
+// the C++ parser alone, without node:http's IncomingMessage/ServerResponse
+// streams around it.
+//
+// It is reached through `node:_http_common`, which Node documents as
+// deprecated for applications (DEP0199, documentation-only in Node 24): it is
+// the one place that depends on it, and `assertParserAvailable()` fails start-
+// up with a clear message if a future Node removes it. The fallback then is
+// the WebAssembly build of the same llhttp that undici ships.
+
+import { createRequire } from 'node:module'
+
+/** Callbacks a parser calls; `this` is the parser. */
+export interface ParserCallbacks {
+  /** Headers flushed before the head completes (more than 32 fields, or a head split over reads), and trailers. */
+  onHeaders(this: Parser, headers: string[], url: string): void
+  /** Returns 1 to skip the body (response to HEAD), 0 otherwise. */
+  onHeadersComplete(
+    this: Parser,
+    versionMajor: number,
+    versionMinor: number,
+    headers: string[] | undefined,
+    method: number | undefined,
+    url: string | undefined,
+    statusCode: number | undefined,
+    statusMessage: string | undefined,
+    upgrade: boolean,
+    shouldKeepAlive: boolean,
+  ): number
+  onBody(this: Parser, chunk: Buffer): void
+  onMessageComplete(this: Parser): void
+  /** The first byte of a message. */
+  onMessageBegin?(this: Parser): void
+}
+
+/** A parse failure: `code` is llhttp's (`HPE_...`), `bytesParsed` where it stopped. */
+export interface ParseError extends Error {
+  readonly code: string
+  readonly reason: string
+  readonly bytesParsed: number
+}
+
+export interface Parser {
+  /** Bytes consumed, or the error. An upgrade stops at the end of the head. */
+  execute(data: Buffer): number | ParseError
+  /** End of input: completes a close-delimited response; an error if a message is cut short. */
+  finish(): undefined | ParseError
+  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void
+  close(): void
+  free(): void
+  /** Our back-pointer to whoever owns the parser (a connection). */
+  owner: unknown
+  [key: number]: unknown
+}
+
+interface HttpParserClass {
+  new (): Parser
+  readonly REQUEST: number
+  readonly RESPONSE: number
+  readonly kOnMessageBegin: number
+  readonly kOnHeaders: number
+  readonly kOnHeadersComplete: number
+  readonly kOnBody: number
+  readonly kOnMessageComplete: number
+  readonly kOnExecute: number
+  readonly kOnTimeout: number
+  readonly kLenientNone: number
+}
+
+interface HttpCommon {
+  readonly HTTPParser: HttpParserClass
+  readonly methods: readonly string[]
+}
+
+let common: HttpCommon | null = null
+let loadError: Error | null = null
+try {
+  common = createRequire(import.meta.url)('node:_http_common') as HttpCommon
+  if (typeof common.HTTPParser !== 'function' || !Array.isArray(common.methods)) {
+    throw new Error('node:_http_common has no HTTPParser')
+  }
+} catch (err) {
+  common = null
+  loadError = err as Error
+}
+
+/** Throws with the reason when this Node has no usable built-in HTTP parser. */
+export function assertParserAvailable(): void {
+  if (common === null)
+    throw new Error(
+      `this Node.js (${process.version}) does not expose its HTTP parser (node:_http_common): ${loadError?.message}`,
+    )
+}
+
+/** Method names by llhttp's method number. */
+export const METHODS: readonly string[] = common?.methods ?? []
+
+export const REQUEST = common?.HTTPParser.REQUEST ?? 1
+export const RESPONSE = common?.HTTPParser.RESPONSE ?? 2
+
+/** A parser with its callbacks attached; `initialize` it before each use. */
+export function createParser(callbacks: ParserCallbacks, owner: unknown): Parser {
+  assertParserAvailable()
+  const P = (common as HttpCommon).HTTPParser
+  const parser = new P()
+  parser.owner = owner
+  parser[P.kOnMessageBegin] = callbacks.onMessageBegin ?? null
+  parser[P.kOnHeaders] = callbacks.onHeaders
+  parser[P.kOnHeadersComplete] = callbacks.onHeadersComplete
+  parser[P.kOnBody] = callbacks.onBody
+  parser[P.kOnMessageComplete] = callbacks.onMessageComplete
+  parser[P.kOnExecute] = null
+  parser[P.kOnTimeout] = null
+  return parser
+}
+
+/** Strict parsing: no leniency flags at all. */
+export const STRICT = common?.HTTPParser.kLenientNone ?? 0
+
+/** The async resource argument Node's parser requires; nothing reads it here. */
+export const NO_RESOURCE = Object.freeze({})
