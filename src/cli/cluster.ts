@@ -3,11 +3,14 @@
 // worker (structured clone over IPC), so Consul's load does not grow with the
 // number of workers. It also runs the admin listener, and its /metrics adds
 // the workers' request counts to its own table and watch metrics. Workers are
-// data planes: a proxy listener on the shared port (node:cluster distributes
-// connections), their own pools, picker state and passive health.
+// data planes, each with its own listening socket on the proxy address
+// (SO_REUSEPORT: the kernel spreads new connections over them), their own
+// pools, picker state and passive health.
 
 import cluster, { type Worker } from 'node:cluster'
+import { once } from 'node:events'
 import type { Server } from 'node:http'
+import { type AddressInfo, createServer as createNetServer } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client'
 import { createAdminServer } from '../admin/server.js'
@@ -76,7 +79,14 @@ export async function startPrimary(
   cluster.setupPrimary({ serialization: 'advanced' })
   const control = createControlPlane(config, log, token)
   const { store, sync, metrics } = control
-  const workerConfig: ResolvedConfig = { ...config, consul: { ...config.consul, token: '', tokenFile: '' } }
+  // Every worker binds the same address: port 0 ("any free port") must be
+  // made one port before they start.
+  const proxyListen = { ...config.proxy.listen, port: await concretePort(config.proxy.listen) }
+  const workerConfig: ResolvedConfig = {
+    ...config,
+    proxy: { ...config.proxy, listen: proxyListen },
+    consul: { ...config.consul, token: '', tokenFile: '' },
+  }
   /** Workers that asked for tables, and those that also carry traffic. */
   const fed = new Set<Worker>()
   const listening = new Set<Worker>()
@@ -241,6 +251,17 @@ export async function startPrimary(
   return { adminUrl, proxyUrl, loaded, failed, stop }
 }
 
+/** The port to give every worker: `at.port`, or a free one when it is 0. */
+async function concretePort(at: { host: string; port: number }): Promise<number> {
+  if (at.port !== 0) return at.port
+  const probe = createNetServer()
+  probe.listen(0, at.host)
+  await once(probe, 'listening')
+  const { port } = probe.address() as AddressInfo
+  await new Promise((resolve) => probe.close(resolve))
+  return port
+}
+
 /** To the primary, unless it is gone (then the 'disconnect' handler stops this worker). */
 function toPrimary(message: ToPrimary): void {
   if (process.connected) process.send?.(message, undefined, undefined, () => {})
@@ -269,7 +290,7 @@ export async function runWorker(config: ResolvedConfig, log: Logger): Promise<vo
     gotFirst = resolve
   })
   let stopping = false
-  const listening = firstTable.then(() => (stopping ? null : listen(data.proxy, config.proxy.listen)))
+  const listening = firstTable.then(() => (stopping ? null : listen(data.proxy, config.proxy.listen, true)))
   const stop = () => {
     if (stopping) return
     stopping = true

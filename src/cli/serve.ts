@@ -215,11 +215,19 @@ export function buildConfigOf(config: ResolvedConfig): BuildConfig {
   }
 }
 
+/**
+ * Opens `server` on `at`. `shared`: with SO_REUSEPORT, each worker process
+ * binds the address itself and the kernel spreads new connections over them
+ * (no hand-over through the primary, which serialises accepts and loses the
+ * connections in transit when a worker dies).
+ */
 export async function listen(
   server: Server | NetServer,
   at: { host: string; port: number },
+  shared = false,
 ): Promise<string> {
-  server.listen(at.port, at.host)
+  if (shared) server.listen({ port: at.port, host: at.host, reusePort: true, exclusive: true })
+  else server.listen(at.port, at.host)
   try {
     await once(server, 'listening')
   } catch (err) {
