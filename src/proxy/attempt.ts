@@ -209,7 +209,7 @@ class Attempt implements UpstreamHandler, BodySink {
   }
 
   onReadEnd(): void {
-    this.down.uncork()
+    if (!this.down.uncork()) this.connection?.pause()
   }
 
   onDrain(): void {

@@ -116,7 +116,8 @@ export interface Downstream {
   onGone: ((status: number) => void) | null
   /** Batch the writes of one upstream read into one system call. */
   cork(): void
-  uncork(): void
+  /** Ends the batch; false when the client's buffer is full (wait for `onDrain`). */
+  uncork(): boolean
 }
 
 /** A Switchyard error answer's head fields and body. */
