@@ -107,9 +107,18 @@ export function renderMarkdown(report: BenchReport): string {
 
   line('## Notes')
   line()
-  for (const note of [...STANDING_NOTES, ...report.notes]) line(`- ${note}`)
+  for (const note of [...STANDING_NOTES, ...stalls(report), ...report.notes]) line(`- ${note}`)
   line()
   return out.join('\n')
+}
+
+/** A round in which a contender answered nothing is a fault to look at, not a slow figure. */
+function stalls(report: BenchReport): string[] {
+  const empty = (report.throughput?.samples ?? []).filter((s) => s.load.requests === 0)
+  const names = [...new Set(empty.map((s) => `${s.contender} (${s.workload})`))]
+  return names.length === 0
+    ? []
+    : [`**Answered nothing in at least one round** (stalled or not forwarding): ${names.join(', ')}.`]
 }
 
 /** Median share of a core used by other work during the load windows; null without throughput. */

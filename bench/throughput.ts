@@ -188,6 +188,7 @@ export async function runThroughput(
             `${Math.round(sample.load.rps).toString().padStart(7)} req/s  p99 ${sample.load.p99Ms.toFixed(2)} ms` +
             (sample.cpuUsPerRequest === null ? '' : `  cpu ${sample.cpuUsPerRequest.toFixed(1)} µs/req`) +
             (sample.load.errors > 0 ? `  errors ${sample.load.errors}` : '') +
+            (sample.load.requests === 0 ? '  NOTHING ANSWERED: stalled or not forwarding' : '') +
             (sample.otherCpu > 0.2 * options.seconds ? `  (other load ${sample.otherCpu.toFixed(1)} s)` : ''),
         )
       }

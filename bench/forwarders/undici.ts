@@ -117,6 +117,10 @@ class Relay implements Dispatcher.DispatchHandler {
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller
+    // A request that waited in the pool's queue while its client left: never
+    // sent, or its answer would be written nowhere and its connection, paused
+    // for a 'drain' that cannot come, lost to the pool for good.
+    if (this.res.destroyed) controller.abort(new Error('client gone'))
   }
 
   onResponseStart(
