@@ -35,6 +35,12 @@ export const ERROR_CODES = {
     "A routed service's instances could not be read from Consul yet; its routes answer 503 meanwhile.",
   SWY_ERR_INSTANCE_ADDRESS:
     'A service instance has an address or port no connection can be made to; it gets no traffic.',
+  SWY_ERR_USAGE:
+    'The command line is wrong (unknown command or flag, a missing value, a token given as a flag); the message says the fix. Exit code 2.',
+  SWY_ERR_TARGET_REFUSED:
+    'The operator command refused a target no registered instance could serve (unknown service, version or slice), or a toggle without exactly two choices; nothing was written. Exit code 2.',
+  SWY_ERR_NO_FLEET:
+    '--fleet found no Switchyard registered in Consul as service "switchyard" (see config/consul/switchyard.hcl).',
 } as const
 
 export type ErrorCode = keyof typeof ERROR_CODES
@@ -49,18 +55,39 @@ export class SwitchyardError extends Error {
   }
 }
 
-/** Bad configuration; `field` is the dotted path of the offending value. */
+/**
+ * Bad configuration; `field` is the dotted path of the offending value and
+ * `source` where it came from (`CONSUL_HTTP_ADDR`, `--listen`, a file), so the
+ * operator knows what to fix: a variable set in a unit file is easy to forget.
+ */
 export class ConfigError extends SwitchyardError {
   readonly field: string
-  constructor(field: string, message: string) {
-    super('SWY_ERR_CONFIG', `${field}: ${message}`)
+  constructor(field: string, message: string, source?: string) {
+    super('SWY_ERR_CONFIG', `${field}: ${message}${source ? ` (${source})` : ''}`)
     this.field = field
   }
 }
 
+/** A command line Switchyard cannot run; the message ends with how to fix it. */
+export class UsageError extends SwitchyardError {
+  constructor(message: string) {
+    super('SWY_ERR_USAGE', message)
+  }
+}
+
+/** A guard of the operator commands said no; nothing was written. */
+export class TargetRefusedError extends SwitchyardError {
+  constructor(message: string) {
+    super('SWY_ERR_TARGET_REFUSED', message)
+  }
+}
+
 export class TokenFileError extends SwitchyardError {
-  constructor(path: string, reason: string) {
-    super('SWY_ERR_TOKEN_FILE', `cannot read Consul token file ${path}: ${reason}`)
+  constructor(path: string, reason: string, source?: string) {
+    super(
+      'SWY_ERR_TOKEN_FILE',
+      `cannot read Consul token file ${path}${source ? ` (${source})` : ''}: ${reason}`,
+    )
   }
 }
 

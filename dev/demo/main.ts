@@ -287,7 +287,7 @@ async function main(): Promise<number> {
   const phaseTime = () => delay(4000)
 
   const setTarget = async (args: string[]) => {
-    say(`$ switchyard target set demo ${args.join(' ')} --wait`)
+    say(`$ switchyard target set demo ${args.join(' ')} --wait --admin ${admin}`)
     const { stdout } = await promisify(execFile)(
       process.execPath,
       [CLI, 'target', 'set', 'demo', ...args, '--wait', '--admin', admin],
@@ -362,7 +362,8 @@ async function main(): Promise<number> {
 
   say('Live traffic per version and instance until Ctrl-C. Try, in another shell:')
   say(`  CONSUL_HTTP_ADDR=${consul.address} CONSUL_HTTP_TOKEN=${operator.secret} \\`)
-  say('    npx switchyard target set demo --version 1.0 --wait')
+  say(`    npx switchyard target set demo --version 1.0 --wait --admin ${admin}`)
+  say(`    npx switchyard target toggle demo --wait --admin ${admin}     # then blue/green, back and forth`)
   say()
   finishing = true
   const view = live(['1.0/blue-1', '1.0/blue-2', '2.0/green-1', '2.0/green-2'])
