@@ -35,12 +35,11 @@ export const ERROR_CODES = {
     "A routed service's instances could not be read from Consul yet; its routes answer 503 meanwhile.",
   SWY_ERR_INSTANCE_ADDRESS:
     'A service instance has an address or port no connection can be made to; it gets no traffic.',
-  SWY_ERR_USAGE:
-    'The command line is wrong (unknown command or flag, a missing value, a token given as a flag); the message says the fix. Exit code 2.',
+  SWY_ERR_USAGE: 'The command line is wrong (unknown command or flag, a token given as a flag). Exit code 2.',
   SWY_ERR_TARGET_REFUSED:
-    'The operator command refused a target no registered instance could serve (unknown service, version or slice), or a toggle without exactly two choices; nothing was written. Exit code 2.',
+    'No registered instance carries the service, version or slice (or no two to toggle). Exit code 2.',
   SWY_ERR_NO_FLEET:
-    '--fleet found no Switchyard registered in Consul as service "switchyard" (see config/consul/switchyard.hcl).',
+    '--fleet found no Switchyard registered in Consul as service "switchyard" (see config/consul/).',
 } as const
 
 export type ErrorCode = keyof typeof ERROR_CODES
