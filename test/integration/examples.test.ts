@@ -91,6 +91,35 @@ describeWithConsul('config/consul examples', (consul) => {
     await eventually(async () => expect((await proxy.get('/shop/')).body).toBe('shop blue /'), 5_000)
   })
 
+  it('blue-green.hcl: target toggle switches between the two slices', async () => {
+    await api.kvPut('switchyard/targets/examples/shop', '{"slice":"green"}')
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [
+        `${ROOT}dist/cli/main.js`,
+        'target',
+        'toggle',
+        'shop',
+        '--wait',
+        '--admin',
+        proxy.app.adminUrl,
+        '--target-prefix',
+        'switchyard/targets/examples',
+      ],
+      {
+        env: {
+          PATH: process.env.PATH ?? '',
+          CONSUL_HTTP_ADDR: consul.address,
+          CONSUL_HTTP_TOKEN: operatorToken,
+        },
+      },
+    )
+    expect(stdout).toContain('shop: {"slice":"green"} -> {"slice":"blue"}')
+    expect(stdout).toContain('shop: live on 1 proxy: traffic follows slice=blue')
+    for (let i = 0; i < 4; i++) expect((await proxy.get('/shop/')).body).toBe('shop blue /')
+    await api.kvPut('switchyard/targets/examples/shop', '{"version":"1.5.0"}')
+  })
+
   it('switchyard.hcl: registers a Switchyard whose /ready Consul checks and that --fleet asks', async () => {
     // The file as shipped, with this test proxy's admin port for 9998.
     const admin = new URL(proxy.app.adminUrl).port
