@@ -94,16 +94,17 @@ describeWithConsul('npm run demo', () => {
       output += d
     })
     try {
-      await eventually(() => expect(output).toContain('until Ctrl-C'), 100_000, 200)
       // The command the demo suggests, run as printed (the clone's `npx switchyard` is dist/cli/main.js).
-      const env = /CONSUL_HTTP_ADDR=(\S+) CONSUL_HTTP_TOKEN=(\S+)/.exec(output)
-      expect(env).not.toBeNull()
+      const suggested =
+        /CONSUL_HTTP_ADDR=(\S+) CONSUL_HTTP_TOKEN=(\S+) \\\n\s+npx switchyard (target set demo --version 1\.0 .*)\n/
+      await eventually(() => expect(output).toMatch(suggested), 100_000, 200)
+      const [, addr, token, command] = suggested.exec(output) ?? []
       const set = await promisify(execFile)(
         process.execPath,
-        [`${ROOT}dist/cli/main.js`, 'target', 'set', 'demo', '--version', '1.0', '--wait'],
-        { env: { PATH: process.env.PATH ?? '', CONSUL_HTTP_ADDR: env?.[1], CONSUL_HTTP_TOKEN: env?.[2] } },
+        [`${ROOT}dist/cli/main.js`, ...(command ?? '').split(' ')],
+        { env: { PATH: process.env.PATH ?? '', CONSUL_HTTP_ADDR: addr, CONSUL_HTTP_TOKEN: token } },
       )
-      expect(set.stdout).toContain('live: traffic follows version=1.0')
+      expect(set.stdout).toContain('live on 1 proxy: traffic follows version=1.0')
       const setAt = output.length
       // Green got traffic for minutes before; within the window it drops to nothing.
       await eventually(
