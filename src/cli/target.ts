@@ -353,7 +353,7 @@ interface Write {
   readonly json: string
   readonly before: KvEntry
   readonly cas: number
-  readonly proxies: readonly Proxy[] | null
+  readonly proxies: readonly ProxyAdmin[] | null
   readonly timeoutMs: number
   readonly flags: FlagValues
 }
@@ -382,7 +382,7 @@ async function waitUntilServed(
   service: string,
   spec: TargetSpec,
   modifyIndex: number,
-  proxies: readonly Proxy[] | null,
+  proxies: readonly ProxyAdmin[] | null,
   timeoutMs: number,
   undo: string | null,
   before?: KvEntry,
@@ -420,7 +420,7 @@ async function missingNow(
   service: string,
   spec: TargetSpec,
   modifyIndex: number,
-  proxies: readonly Proxy[] | null,
+  proxies: readonly ProxyAdmin[] | null,
   before?: KvEntry,
 ): Promise<string[]> {
   const want = formatTarget(spec)
@@ -484,7 +484,7 @@ function shellLine(words: readonly string[]): string {
 
 // ------------------------------------------------------------------ the running proxies
 
-export interface Proxy {
+export interface ProxyAdmin {
   /** How the output names it: its admin URL, with the Consul node for a fleet member. */
   readonly name: string
   /** Admin base URL; null for a fleet member registered without its admin port. */
@@ -513,9 +513,9 @@ interface ProxyAnswer {
 }
 
 /** The proxies named by --admin and found by --fleet; null when none was asked for (a dry run). */
-async function proxiesToAsk(ctx: Context, flags: FlagValues): Promise<Proxy[] | null> {
+async function proxiesToAsk(ctx: Context, flags: FlagValues): Promise<ProxyAdmin[] | null> {
   const admins = Array.isArray(flags.admin) ? flags.admin.map(String) : []
-  const proxies: Proxy[] = admins.map((a) => ({ name: adminUrl(a), url: adminUrl(a) }))
+  const proxies: ProxyAdmin[] = admins.map((a) => ({ name: adminUrl(a), url: adminUrl(a) }))
   if (flags.fleet) proxies.push(...(await fleet(ctx)))
   return proxies.length === 0 ? null : proxies
 }
@@ -530,7 +530,7 @@ function adminUrl(text: string): string {
 }
 
 /** Every Switchyard registered in Consul as service FLEET_SERVICE, at the admin port its meta names. */
-async function fleet(ctx: Context): Promise<Proxy[]> {
+async function fleet(ctx: Context): Promise<ProxyAdmin[]> {
   const path = `/v1/catalog/service/${FLEET_SERVICE}`
   const body = readBody(
     path,
@@ -561,7 +561,7 @@ async function fleet(ctx: Context): Promise<Proxy[]> {
   })
 }
 
-async function askProxy(proxy: Proxy, service: string): Promise<ProxyAnswer> {
+async function askProxy(proxy: ProxyAdmin, service: string): Promise<ProxyAnswer> {
   const base = { name: proxy.name, url: proxy.url, target: null, versions: new Map() }
   if (proxy.url === null) return { ...base, error: proxy.problem ?? 'no admin address' }
   try {
