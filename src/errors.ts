@@ -35,6 +35,13 @@ export const ERROR_CODES = {
     "A routed service's instances could not be read from Consul yet; its routes answer 503 meanwhile.",
   SWY_ERR_INSTANCE_ADDRESS:
     'A service instance has an address or port no connection can be made to; it gets no traffic.',
+  SWY_ERR_INSTANCE_UNCHECKED:
+    'A routed instance has no service health check; it gets no traffic (as in Fabio).',
+  SWY_ERR_UPSTREAM_TLS: "The instance's TLS certificate could not be verified (502).",
+  SWY_ERR_AUTH_REQUIRED: 'The route needs basic auth and the request has no valid credentials (401).',
+  SWY_ERR_AUTH_SCHEME: 'An auth= option names no proxy.auth scheme; the route refuses every request (503).',
+  SWY_ERR_FABIO_CONFIG:
+    'A line of the Fabio route overrides in KV (routing.fabio.kvPath) is invalid; it is ignored.',
 } as const
 
 export type ErrorCode = keyof typeof ERROR_CODES

@@ -28,6 +28,7 @@ const target: Backend = {
   slice: '',
   origin: url.origin,
   tlsSkipVerify: false,
+  tlsServerName: null,
   strip: '',
   prepend: '',
   hostHeader: null,

@@ -8,7 +8,7 @@
 import { instanceSlice, instanceVersion } from './identity.js'
 import { routeId } from './routes.js'
 import { isConnectableAddress, parseRouteTag } from './tags.js'
-import type { InstanceSnapshot, Problem, RouteSpec } from './types.js'
+import type { InstanceSnapshot, PathMatcher, Problem, RouteSpec } from './types.js'
 
 export interface InstanceFacts {
   readonly instance: InstanceSnapshot
@@ -22,7 +22,8 @@ export interface InstanceFacts {
 
 /** A service's instances in table order with their facts. */
 export interface ServiceFacts {
-  readonly tagPrefix: string
+  /** The tag prefix and matcher the tags were parsed with. */
+  readonly parsedWith: string
   readonly instances: readonly InstanceFacts[]
 }
 
@@ -30,18 +31,23 @@ export interface ServiceFacts {
 // garbage collector, and there are thousands.
 const serviceFactsOf = new WeakMap<readonly InstanceSnapshot[], ServiceFacts>()
 
-export function serviceFacts(instances: readonly InstanceSnapshot[], tagPrefix: string): ServiceFacts {
+export function serviceFacts(
+  instances: readonly InstanceSnapshot[],
+  tagPrefix: string,
+  matcher: PathMatcher = 'segment',
+): ServiceFacts {
+  const parsedWith = `${tagPrefix} ${matcher}`
   const cached = serviceFactsOf.get(instances)
-  if (cached !== undefined && cached.tagPrefix === tagPrefix) return cached
+  if (cached !== undefined && cached.parsedWith === parsedWith) return cached
   const facts: ServiceFacts = {
-    tagPrefix,
-    instances: [...instances].sort(compareInstances).map((i) => instanceFacts(i, tagPrefix)),
+    parsedWith,
+    instances: [...instances].sort(compareInstances).map((i) => instanceFacts(i, tagPrefix, matcher)),
   }
   serviceFactsOf.set(instances, facts)
   return facts
 }
 
-function instanceFacts(instance: InstanceSnapshot, tagPrefix: string): InstanceFacts {
+function instanceFacts(instance: InstanceSnapshot, tagPrefix: string, matcher: PathMatcher): InstanceFacts {
   const routes: { id: string; spec: RouteSpec }[] = []
   const problems: Problem[] = []
   // Consul accepts any address and port; one no connection can be made to
@@ -51,7 +57,7 @@ function instanceFacts(instance: InstanceSnapshot, tagPrefix: string): InstanceF
     : !Number.isInteger(instance.port) || instance.port < 1 || instance.port > 65_535
       ? `port ${instance.port} is not from 1 to 65535`
       : ''
-  if (unreachable !== '' && instance.tags.some((t) => t.startsWith(tagPrefix))) {
+  if (unreachable !== '' && instance.tags.some((t) => t.trim().startsWith(tagPrefix))) {
     problems.push({
       code: 'SWY_ERR_INSTANCE_ADDRESS',
       subject: instanceSubject(instance),
@@ -59,8 +65,11 @@ function instanceFacts(instance: InstanceSnapshot, tagPrefix: string): InstanceF
     })
     return { instance, version: instanceVersion(instance), slice: instanceSlice(instance), routes, problems }
   }
+  // The same route twice on one instance is one backend (Fabio: one target),
+  // not a double share; the first tag wins.
+  const seen = new Map<string, { tag: string; options: string }>()
   for (const tag of instance.tags) {
-    const parsed = parseRouteTag(tag, tagPrefix)
+    const parsed = parseRouteTag(tag, tagPrefix, matcher)
     if (parsed === null) continue
     if (!parsed.ok) {
       problems.push({
@@ -77,7 +86,27 @@ function instanceFacts(instance: InstanceSnapshot, tagPrefix: string): InstanceF
         message: `tag "${tag}": ${warning}`,
       })
     }
-    routes.push({ id: routeId(parsed.spec), spec: parsed.spec })
+    const id = routeId(parsed.spec)
+    const first = seen.get(id)
+    if (first !== undefined) {
+      if (first.options !== parsed.spec.optionsText) {
+        problems.push({
+          code: 'SWY_ERR_TAG_OPTION',
+          subject: instanceSubject(instance),
+          message: `tag "${tag}": route ${id} is already given by tag "${first.tag}"; ignored`,
+        })
+      }
+      continue
+    }
+    seen.set(id, { tag: tag.trim(), options: parsed.spec.optionsText })
+    routes.push({ id, spec: parsed.spec })
+  }
+  if (routes.length > 0 && !instance.checks.some((c) => c.serviceId !== '')) {
+    problems.push({
+      code: 'SWY_ERR_INSTANCE_UNCHECKED',
+      subject: instanceSubject(instance),
+      message: 'no service health check: the instance gets no traffic until one is registered',
+    })
   }
   return { instance, version: instanceVersion(instance), slice: instanceSlice(instance), routes, problems }
 }

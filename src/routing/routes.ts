@@ -11,6 +11,7 @@ import type {
   CatalogSnapshot,
   InstanceSnapshot,
   InstanceState,
+  PathMatcher,
   Route,
   RouteSpec,
   TargetSpec,
@@ -25,6 +26,10 @@ export interface Candidate {
   readonly selected: boolean
   readonly version: string
   readonly slice: string
+  /** The tag's `weight=`, or what a `route weight` override in KV set. */
+  fixedWeight: number | null
+  /** Tags a KV override matches on, for routes written in KV; else the instance's own non-route tags. */
+  readonly tags?: readonly string[]
 }
 
 export function routeId(spec: Pick<RouteSpec, 'host' | 'path' | 'rawPrefix'>): string {
@@ -36,6 +41,7 @@ export function buildRoute(
   candidates: readonly Candidate[],
   effective: ReadonlyMap<string, TargetSpec | null>,
   problems: ProblemList,
+  authSchemes: ReadonlySet<string> = new Set(),
 ): Route {
   const first = candidates[0] as Candidate
   const services = [...new Set(candidates.map((c) => c.instance.service))]
@@ -87,6 +93,25 @@ export function buildRoute(
     )
   }
 
+  const auth = [...new Set(candidates.flatMap((c) => (c.spec.auth === null ? [] : [c.spec.auth])))].sort()
+  if (auth.length > 1 || (auth.length === 1 && candidates.some((c) => c.spec.auth === null))) {
+    // Fail closed: one instance asking for auth protects the whole route.
+    problems.add(
+      'SWY_ERR_ROUTE_CONFLICT',
+      `route ${id}`,
+      `instances disagree on auth=; a request must pass ${auth.map((a) => `auth=${a}`).join(' and ')}`,
+    )
+  }
+  for (const scheme of auth) {
+    if (!authSchemes.has(scheme)) {
+      problems.add(
+        'SWY_ERR_AUTH_SCHEME',
+        `route ${id}`,
+        `auth=${scheme} names no proxy.auth scheme; the route refuses every request`,
+      )
+    }
+  }
+
   return {
     id,
     host: first.spec.host,
@@ -98,6 +123,7 @@ export function buildRoute(
     schedule: buildSchedule(servingWeightsKept),
     cumulative: buildCumulative(servingWeightsKept),
     access: [...ruleSets.values()],
+    auth,
   }
 }
 
@@ -117,6 +143,7 @@ function makeBackend(c: Candidate, weight: number, state: InstanceState): Backen
     slice: c.slice,
     origin: `${spec.proto}://${hostPort}`,
     tlsSkipVerify: spec.tlsSkipVerify,
+    tlsServerName: spec.tlsServerName,
     strip: spec.strip,
     prepend: spec.prepend,
     hostHeader:
@@ -140,6 +167,7 @@ function makeBackend(c: Candidate, weight: number, state: InstanceState): Backen
 export function addPendingRoutes(
   catalog: CatalogSnapshot,
   tagPrefix: string,
+  matcher: PathMatcher,
   routes: Route[],
   problems: ProblemList,
 ): boolean {
@@ -153,7 +181,7 @@ export function addPendingRoutes(
       'its instances could not be read from Consul yet; its routes answer 503',
     )
     for (const tag of tags) {
-      const parsed = parseRouteTag(tag, tagPrefix)
+      const parsed = parseRouteTag(tag, tagPrefix, matcher)
       if (parsed === null || !parsed.ok) continue
       const id = routeId(parsed.spec)
       if (known.has(id)) continue
@@ -171,6 +199,7 @@ export function addPendingRoutes(
         schedule: [],
         cumulative: [],
         access: [],
+        auth: [],
       })
     }
   }

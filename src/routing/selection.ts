@@ -19,13 +19,46 @@ import type {
 
 export type Health = 'healthy' | 'unhealthy' | 'maintenance'
 
-export function instanceHealth(instance: InstanceSnapshot, healthy: ReadonlySet<string>): Health {
-  let result: Health = 'healthy'
+/**
+ * `all` (the default): every node and service check has an accepted status.
+ * `one` (Fabio's default): at least one service check has one, and the node's
+ * agent (serfHealth) is not critical; other node checks are not looked at.
+ * Either way an instance needs a service check of its own, as in Fabio: one
+ * without has nothing that says it is up. Maintenance wins over everything.
+ */
+export type ChecksRequired = 'all' | 'one'
+
+export function instanceHealth(
+  instance: InstanceSnapshot,
+  healthy: ReadonlySet<string>,
+  required: ChecksRequired = 'all',
+): Health {
+  let nodeOk = true
+  let serviceChecks = 0
+  let servicePassing = 0
   for (const check of instance.checks) {
     if (check.id === '_node_maintenance' || check.id.startsWith('_service_maintenance:')) return 'maintenance'
-    if (!healthy.has(check.status)) result = 'unhealthy'
+    if (check.serviceId === '') {
+      if (
+        required === 'all'
+          ? !healthy.has(check.status)
+          : check.id === 'serfHealth' && check.status === 'critical'
+      )
+        nodeOk = false
+    } else {
+      serviceChecks++
+      if (healthy.has(check.status)) servicePassing++
+    }
   }
-  return result
+  if (!nodeOk || serviceChecks === 0) return 'unhealthy'
+  return (required === 'all' ? servicePassing === serviceChecks : servicePassing > 0)
+    ? 'healthy'
+    : 'unhealthy'
+}
+
+/** Whether the instance has a health check of its own (not only its node's). */
+export function hasServiceCheck(instance: InstanceSnapshot): boolean {
+  return instance.checks.some((c) => c.serviceId !== '')
 }
 
 export function matchesTarget(spec: TargetSpec | null, version: string, slice: string): boolean {
@@ -76,7 +109,7 @@ export function resolveTargets(
     }
 
     const instances = catalog.services.get(service) ?? []
-    const facts = serviceFacts(instances, config.tagPrefix)
+    const facts = serviceFacts(instances, config.tagPrefix, config.matcher)
     const missing =
       missingFor(desired, instances, health) || lostRoutes(desired, old?.effective ?? null, facts, health)
     if (missing === '') {
@@ -157,8 +190,7 @@ function lostRoutes(
   const then = new Set<string>()
   for (const f of facts.instances) {
     if (health.get(f.instance) !== 'healthy') continue
-    for (const { id, spec } of f.routes) {
-      if (spec.weight === 0) continue
+    for (const { id } of f.routes) {
       if (matchesTarget(current, f.version, f.slice)) now.add(id)
       if (matchesTarget(next, f.version, f.slice)) then.add(id)
     }

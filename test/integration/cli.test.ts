@@ -179,7 +179,7 @@ describeWithConsul('switchyard serve and routes against Consul', (consul) => {
       ),
     )
     const json = await run(['routes', '--json', '--tag-prefix', prefix], env())
-    expect(JSON.parse(json.stdout)[0].targets[0].origin).toBe(`http://127.0.0.1:${upstream.port}`)
+    expect(JSON.parse(json.stdout)[0].backends[0].origin).toBe(`http://127.0.0.1:${upstream.port}`)
   })
 
   it('serve starts the proxy with the read-only token and stops cleanly on SIGTERM', async () => {

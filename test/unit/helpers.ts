@@ -35,15 +35,19 @@ export function instance(
   extra: Partial<InstanceSnapshot> = {},
 ): InstanceSnapshot {
   port++
+  const id = extra.id ?? `${service}-${port}`
   return {
-    id: `${service}-${port}`,
+    id,
     service,
     node: 'node-1',
     address: '127.0.0.1',
     port,
     tags,
     meta: {},
-    checks: [{ id: 'serfHealth', name: 'Serf', status: 'passing', serviceId: '' }],
+    checks: [
+      { id: 'serfHealth', name: 'Serf', status: 'passing', serviceId: '' },
+      { id: `service:${id}`, name: `${id} check`, status: 'passing', serviceId: id },
+    ],
     ...extra,
   }
 }
