@@ -8,6 +8,17 @@ key_prefix "switchyard/targets/" {
   policy = "read"
 }
 
+# Fabio's route overrides and no-route page (routing.fabio.kvPath and
+# routing.fabio.noRouteHtmlPath): the key and the keys below it. Drop these
+# (and set both options to "") if you do not use them.
+key_prefix "fabio/config" {
+  policy = "read"
+}
+
+key_prefix "fabio/noroute.html" {
+  policy = "read"
+}
+
 service_prefix "" {
   policy = "read"
 }

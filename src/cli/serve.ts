@@ -13,6 +13,8 @@ import type { Logger } from '../log.js'
 import { accessLogObserver } from '../metrics/access-log.js'
 import { SwitchyardMetrics } from '../metrics/metrics.js'
 import { combineObservers } from '../metrics/observers.js'
+import { BasicAuth } from '../proxy/auth.js'
+import { compileTrustedProxies } from '../proxy/client-address.js'
 import { PassiveHealth } from '../proxy/health.js'
 import { Balancer } from '../proxy/pickers.js'
 import { createProxyServer, drainProxyServer, type ProxyObserver } from '../proxy/server.js'
@@ -84,6 +86,9 @@ export async function startSwitchyard(
  * listener's sources. One per host, whatever the number of workers.
  */
 export function createControlPlane(config: ResolvedConfig, log: Logger, token: string) {
+  // Every htpasswd file must be readable before anything starts (exit code 2
+  // otherwise), also in the primary process, which serves no request itself.
+  basicAuthOf(config, null, false)
   const client = consulClientFor(config, token)
   const store = new TableStore()
   const sync: TableSync = new TableSync({
@@ -155,8 +160,19 @@ export function createDataPlane(
     upstreams.retain(new Set(table.routes.flatMap((r) => [...r.backends, ...r.idle].map((x) => x.origin))))
   })
 
+  const auth = basicAuthOf(config, log)
   const proxy = createProxyServer(
-    { store, balancer, upstreams, log, observer, retries: config.proxy.retries, health },
+    {
+      store,
+      balancer,
+      upstreams,
+      log,
+      observer,
+      retries: config.proxy.retries,
+      health,
+      trustedProxies: compileTrustedProxies(config.proxy.trustedProxies),
+      auth,
+    },
     {
       maxHeaderSize: config.proxy.maxHeaderSize,
       clientHeadersTimeoutMs: t.clientHeaders,
@@ -168,6 +184,7 @@ export function createDataPlane(
     log.info({ graceMs: t.shutdown }, 'shutting down: draining in-flight requests')
     const { cut } = await drainProxyServer(proxy, t.shutdown)
     if (cut > 0) log.warn({ connections: cut, graceMs: t.shutdown }, 'shutdown deadline: connections cut')
+    auth.close()
     await upstreams.close()
   }
   return { proxy, balancer, health, upstreams, stop }
@@ -188,7 +205,17 @@ export function buildConfigOf(config: ResolvedConfig): BuildConfig {
     healthyStatuses: config.routing.healthyStatuses,
     targetPrefix: config.routing.targetPrefix,
     fallthrough: config.routing.fallthrough,
+    matcher: config.routing.matcher,
+    checksRequired: config.routing.checksRequired,
+    authSchemes: config.proxy.auth.map((a) => a.name),
+    fabioKvPath: config.routing.fabio.kvPath,
+    noRouteHtmlPath: config.routing.fabio.noRouteHtmlPath,
   }
+}
+
+/** proxy.auth as the data plane's basic auth; throws a ConfigError when a file cannot be read. */
+export function basicAuthOf(config: ResolvedConfig, log: Logger | null, watch = true): BasicAuth {
+  return new BasicAuth(config.proxy.auth, log, watch)
 }
 
 export async function listen(server: Server, at: { host: string; port: number }): Promise<string> {

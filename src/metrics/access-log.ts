@@ -6,7 +6,7 @@
 
 import type { IncomingMessage } from 'node:http'
 import type { Logger } from '../log.js'
-import { clientAddress } from '../proxy/headers.js'
+import { requestClient } from '../proxy/resolve.js'
 import type { ProxyObserver } from '../proxy/server.js'
 import type { Backend, Route } from '../routing/types.js'
 
@@ -48,7 +48,7 @@ export function accessLogLine(
     version: backend?.version ?? '',
     instance: backend?.key ?? '',
     upstream: backend?.origin ?? '',
-    client: clientAddress(req.socket.remoteAddress),
+    client: requestClient(req),
     userAgent: req.headers['user-agent'] ?? '',
   }
 }

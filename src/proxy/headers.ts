@@ -46,6 +46,11 @@ export interface ForwardedFacts {
   readonly prefix: string
   /** Host header for the upstream. */
   readonly upstreamHost: string
+  /**
+   * X-Forwarded-For to send instead of the client's field plus clientIp: the
+   * chain from the client Switchyard believes in (see client-address.ts).
+   */
+  readonly forwardedFor?: string
 }
 
 /**
@@ -83,7 +88,7 @@ export function upstreamRequestHeaders(raw: readonly string[], facts: ForwardedF
     'host',
     facts.upstreamHost,
     'x-forwarded-for',
-    xff ? `${xff}, ${facts.clientIp}` : facts.clientIp,
+    facts.forwardedFor ?? (xff ? `${xff}, ${facts.clientIp}` : facts.clientIp),
     'x-forwarded-proto',
     facts.proto,
     'x-forwarded-port',

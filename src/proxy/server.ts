@@ -12,6 +12,8 @@ import type { ErrorCode } from '../errors.js'
 import type { Logger } from '../log.js'
 import type { Backend, Route } from '../routing/types.js'
 import type { TableStore } from '../table/store.js'
+import type { BasicAuth } from './auth.js'
+import type { TrustedProxies } from './client-address.js'
 import { type ForwardOptions, forward } from './forward.js'
 import { clientAddress, upstreamRequestHeaders } from './headers.js'
 import type { PassiveHealth } from './health.js'
@@ -48,6 +50,10 @@ export interface ProxyOptions {
   readonly retries: number
   /** Passive health (consecutive connect failures eject an instance); null to turn it off. */
   readonly health?: PassiveHealth | null
+  /** proxy.trustedProxies: who may tell the client's address in X-Forwarded-For. */
+  readonly trustedProxies?: TrustedProxies
+  /** proxy.auth: basic auth for routes tagged auth=. */
+  readonly auth?: BasicAuth | null
 }
 
 export interface ProxyServerOptions {
@@ -75,7 +81,13 @@ export function createProxyHandler(
   const { balancer, upstreams, log, retries } = options
   const health = options.health ?? null
   const observer = options.observer ?? NO_OBSERVER
-  const resolve = createResolver({ store: options.store, balancer, health })
+  const resolve = createResolver({
+    store: options.store,
+    balancer,
+    health,
+    trustedProxies: options.trustedProxies,
+    auth: options.auth,
+  })
 
   // Returns undefined so that `return reply(...)` ends a branch in one line.
   function handle(req: IncomingMessage, res: ServerResponse): undefined {
@@ -88,6 +100,9 @@ export function createProxyHandler(
         res.shouldKeepAlive = false
         observer.rejected?.(resolved.reject, resolved.status)
       }
+      for (const [name, value] of Object.entries(resolved.headers ?? {})) res.setHeader(name, value)
+      if (resolved.html !== undefined)
+        return html(req, res, started, resolved.status, resolved.code, resolved.html)
       return reply(req, res, started, resolved.route, resolved.status, resolved.code, resolved.message)
     }
     if (resolved.kind === 'redirect') {
@@ -124,6 +139,7 @@ export function createProxyHandler(
         port: req.socket.localPort ?? 0,
         prefix,
         upstreamHost: chosen.hostHeader ?? host,
+        forwardedFor: resolved.client.chain,
       }),
     }
     let pool: ReturnType<typeof upstreams.pool>
@@ -242,6 +258,26 @@ export function createProxyHandler(
     return undefined
   }
 
+  /** The no-route page from KV (Fabio's noroute.html). */
+  function html(
+    req: IncomingMessage,
+    res: ServerResponse,
+    started: number,
+    status: number,
+    code: ErrorCode,
+    body: string,
+  ): undefined {
+    res.writeHead(status, {
+      'content-type': 'text/html; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+      'cache-control': 'no-store',
+      'x-switchyard-error': code,
+    })
+    res.end(req.method === 'HEAD' ? undefined : body)
+    observer.request(null, null, status, (performance.now() - started) / 1000, req)
+    return undefined
+  }
+
   return (req, res) => {
     try {
       handle(req, res)
@@ -308,6 +344,8 @@ export function createProxyServer(options: ProxyOptions, serverOptions: ProxySer
         store: options.store,
         balancer: options.balancer,
         health: options.health ?? null,
+        trustedProxies: options.trustedProxies,
+        auth: options.auth,
       }),
       balancer: options.balancer,
       upstreams: options.upstreams,

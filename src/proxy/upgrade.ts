@@ -89,6 +89,7 @@ export function createUpgradeHandler(
         port: req.socket.localPort ?? 0,
         prefix,
         upstreamHost: chosen.hostHeader ?? resolved.host,
+        forwardedFor: resolved.client.chain,
       })
       balancer.begin(chosen)
       let ended = false

@@ -42,6 +42,8 @@ export class TableSync {
   private readonly clock: Clock
   private readonly catalog: CatalogWatcher
   private readonly targets: TargetWatcher
+  /** Fabio's route overrides and no-route page in KV (routing.fabio), when configured. */
+  private readonly fabio: TargetWatcher[]
   private initialised = false
   private scheduled = false
   private stopped = false
@@ -76,13 +78,25 @@ export class TableSync {
       listener,
       () => this.schedule(),
     )
+    const fabioKeys = [
+      ['fabio-config', options.build.fabioKvPath ?? ''],
+      ['fabio-noroute', options.build.noRouteHtmlPath ?? ''],
+    ].filter(([, key]) => key !== '')
+    this.fabio = fabioKeys.map(
+      ([name, key]) =>
+        new TargetWatcher(options.client, options.watch, key as string, listener, () => this.schedule(), {
+          name,
+          exact: true,
+        }),
+    )
   }
 
   /** Starts watching; resolves when the first table is serving. */
   async start(): Promise<void> {
     this.catalog.start()
     this.targets.start()
-    await Promise.all([this.catalog.ready(), this.targets.ready])
+    for (const w of this.fabio) w.start()
+    await Promise.all([this.catalog.ready(), this.targets.ready, ...this.fabio.map((w) => w.ready)])
     if (this.stopped) return
     this.initialised = true
     this.rebuild()
@@ -90,12 +104,12 @@ export class TableSync {
 
   async stop(): Promise<void> {
     this.stopped = true
-    await Promise.all([this.catalog.stop(), this.targets.stop()])
+    await Promise.all([this.catalog.stop(), this.targets.stop(), ...this.fabio.map((w) => w.stop())])
   }
 
   status(): SyncStatus {
     const now = this.clock.now()
-    const watches = [...this.catalog.states(), this.targets.state()]
+    const watches = [...this.catalog.states(), this.targets.state(), ...this.fabio.map((w) => w.state())]
     const failing = watches.filter((w) => w.failingSince > 0)
     // A healthy blocking query is current while it hangs, so staleness counts
     // from the first failure, not from the last answer.
@@ -137,7 +151,8 @@ export class TableSync {
     const started = performance.now()
     let next: RouteTable
     try {
-      next = buildRouteTable(this.catalog.snapshot(), this.targets.current(), build, previous).table
+      const kv = [...this.targets.current(), ...this.fabio.flatMap((w) => w.current())]
+      next = buildRouteTable(this.catalog.snapshot(), kv, build, previous).table
     } catch (err) {
       // The builder is pure and tested; if it ever throws, the old table serves.
       log.error({ err }, 'building the routing table failed; keeping the previous table')
