@@ -9,13 +9,10 @@ key_prefix "switchyard/targets/" {
 }
 
 # Fabio's route overrides and no-route page (routing.fabio.kvPath and
-# routing.fabio.noRouteHtmlPath): the key and the keys below it. Drop these
-# (and set both options to "") if you do not use them.
-key_prefix "fabio/config" {
-  policy = "read"
-}
-
-key_prefix "fabio/noroute.html" {
+# routing.fabio.noRouteHtmlPath, fabio/config and fabio/noroute.html), read
+# with one watch of their directory. Drop this (and set both options to "")
+# if you do not use them.
+key_prefix "fabio/" {
   policy = "read"
 }
 

@@ -12,7 +12,7 @@
 // sends the same credentials on every request pays the cost once.
 
 import { createHash, timingSafeEqual } from 'node:crypto'
-import { readFileSync, unwatchFile, watchFile } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import bcrypt from 'bcryptjs'
 import { verify as verifyShaCrypt } from 'unixcrypt'
@@ -39,7 +39,11 @@ export interface AuthLog {
   warn(fields: Record<string, unknown>, message: string): void
 }
 
-/** How often a file's stat is polled: a replaced file (atomic rename) is noticed too. */
+/**
+ * How often a file is read again. The content is compared, not the mtime: a
+ * rewrite of the same size within one file-system timestamp tick changes no
+ * stat field, and a replaced file (atomic rename) is read like any other.
+ */
 const WATCH_INTERVAL_MS = 1000
 /** Remembered verifications per scheme; beyond that the oldest are forgotten. */
 const VERIFIED_MAX = 10_000
@@ -47,6 +51,8 @@ const VERIFIED_MAX = 10_000
 interface Scheme {
   readonly config: AuthSchemeConfig
   readonly challenge: string
+  /** The text the users were parsed from; null after a failed read. */
+  text: string | null
   users: ReadonlyMap<string, string>
   verified: Set<string>
 }
@@ -54,6 +60,7 @@ interface Scheme {
 export class BasicAuth {
   private readonly schemes = new Map<string, Scheme>()
   private readonly log: AuthLog | null
+  private readonly timer: NodeJS.Timeout | null
 
   /** Reads every file now; throws a ConfigError naming the scheme when one cannot be read. */
   constructor(configs: readonly AuthSchemeConfig[], log: AuthLog | null = null, watch = true) {
@@ -72,13 +79,18 @@ export class BasicAuth {
       const scheme: Scheme = {
         config,
         challenge: `Basic realm="${realm}"`,
+        text,
         users: this.parse(config, text),
         verified: new Set(),
       }
       this.schemes.set(config.name, scheme)
-      if (watch)
-        watchFile(config.file, { interval: WATCH_INTERVAL_MS, persistent: false }, () => this.reload(scheme))
     }
+    this.timer =
+      watch && configs.length > 0
+        ? setInterval(() => {
+            for (const scheme of this.schemes.values()) this.reload(scheme)
+          }, WATCH_INTERVAL_MS).unref()
+        : null
   }
 
   get names(): string[] {
@@ -106,21 +118,25 @@ export class BasicAuth {
   }
 
   close(): void {
-    for (const scheme of this.schemes.values()) unwatchFile(scheme.config.file)
+    if (this.timer !== null) clearInterval(this.timer)
   }
 
-  /** Reads the file again (after a change); exported for tests of the reload itself. */
-  reload(scheme: Scheme): void {
-    let text = ''
+  /** Reads the file again and takes its users when the text changed. */
+  private reload(scheme: Scheme): void {
+    let text: string | null = null
     try {
       text = readFileSync(scheme.config.file, 'utf8')
     } catch (err) {
-      this.log?.warn(
-        { scheme: scheme.config.name, file: scheme.config.file, err: (err as Error).message },
-        'htpasswd file cannot be read; the scheme has no users until it can',
-      )
+      if (scheme.text !== null) {
+        this.log?.warn(
+          { scheme: scheme.config.name, file: scheme.config.file, err: (err as Error).message },
+          'htpasswd file cannot be read; the scheme has no users until it can',
+        )
+      }
     }
-    scheme.users = this.parse(scheme.config, text)
+    if (text === scheme.text) return
+    scheme.text = text
+    scheme.users = this.parse(scheme.config, text ?? '')
     scheme.verified = new Set()
   }
 

@@ -78,15 +78,17 @@ export class TableSync {
       listener,
       () => this.schedule(),
     )
-    const fabioKeys = [
-      ['fabio-config', options.build.fabioKvPath ?? ''],
-      ['fabio-noroute', options.build.noRouteHtmlPath ?? ''],
-    ].filter(([, key]) => key !== '')
-    this.fabio = fabioKeys.map(
-      ([name, key]) =>
-        new TargetWatcher(options.client, options.watch, key as string, listener, () => this.schedule(), {
-          name,
-          exact: true,
+    // Fabio's two keys share a parent (`fabio/` by default): one recursive
+    // watch of it serves both, one blocking query fewer per proxy.
+    const fabioKeys = [options.build.fabioKvPath ?? '', options.build.noRouteHtmlPath ?? ''].filter(
+      (k) => k !== '',
+    )
+    const watched = fabioWatchPrefixes(fabioKeys)
+    this.fabio = watched.map(
+      ({ prefix, exact }, i) =>
+        new TargetWatcher(options.client, options.watch, prefix, listener, () => this.schedule(), {
+          name: watched.length === 1 ? 'fabio' : `fabio-${i + 1}`,
+          exact,
         }),
     )
   }
@@ -183,6 +185,15 @@ export class TableSync {
       if (!before.has(problemKey(p))) log.warn({ code: p.code, subject: p.subject }, p.message)
     }
   }
+}
+
+/** The KV prefixes to watch for Fabio's keys: their common parent directory, else each key. */
+function fabioWatchPrefixes(keys: readonly string[]): { prefix: string; exact: boolean }[] {
+  if (keys.length === 0) return []
+  const parents = keys.map((k) => (k.includes('/') ? k.slice(0, k.lastIndexOf('/')) : ''))
+  if (parents.every((p) => p !== '' && p === parents[0]))
+    return [{ prefix: parents[0] as string, exact: false }]
+  return keys.map((k) => ({ prefix: k, exact: true }))
 }
 
 function problemKey(p: Problem): string {
