@@ -52,7 +52,10 @@ function table(upstreamPort: number): RouteTable {
         port: upstreamPort,
         tags: [`urlprefix-/${name}`],
         meta: { version: i % 2 === 0 ? '1.5.0' : '1.6.0' },
-        checks: [{ id: 'serfHealth', name: 'Serf', status: 'passing', serviceId: '' }],
+        checks: [
+          { id: 'serfHealth', name: 'Serf', status: 'passing', serviceId: '' },
+          { id: `service:${name}-${i}`, name: 'check', status: 'passing', serviceId: `${name}-${i}` },
+        ],
       })
     }
     services.set(name, instances)

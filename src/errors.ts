@@ -45,6 +45,12 @@ export const ERROR_CODES = {
     'No registered instance carries the service, version or slice (or no two to toggle). Exit code 2.',
   SWY_ERR_NO_FLEET:
     '--fleet found no Switchyard registered in Consul as service "switchyard" (see config/consul/).',
+  SWY_ERR_INSTANCE_UNCHECKED:
+    'A routed instance has no service health check; it gets no traffic (as in Fabio).',
+  SWY_ERR_AUTH_REQUIRED: 'The route needs basic auth and the request has no valid credentials (401).',
+  SWY_ERR_AUTH_SCHEME: 'An auth= option names no proxy.auth scheme; the route refuses every request (503).',
+  SWY_ERR_FABIO_CONFIG:
+    'A line of the Fabio route overrides in KV (routing.fabio.kvPath) is invalid; it is ignored.',
 } as const
 
 export type ErrorCode = keyof typeof ERROR_CODES

@@ -8,6 +8,14 @@ key_prefix "switchyard/targets/" {
   policy = "read"
 }
 
+# Fabio's route overrides and no-route page (routing.fabio.kvPath and
+# routing.fabio.noRouteHtmlPath, fabio/config and fabio/noroute.html), read
+# with one watch of their directory. Drop this (and set both options to "")
+# if you do not use them.
+key_prefix "fabio/" {
+  policy = "read"
+}
+
 service_prefix "" {
   policy = "read"
 }

@@ -14,6 +14,8 @@ import type { Logger } from '../log.js'
 import { accessLogObserver } from '../metrics/access-log.js'
 import { SwitchyardMetrics } from '../metrics/metrics.js'
 import { combineObservers } from '../metrics/observers.js'
+import { BasicAuth } from '../proxy/auth.js'
+import { compileTrustedProxies } from '../proxy/client-address.js'
 import { PassiveHealth } from '../proxy/health.js'
 import { Upstreams } from '../proxy/http1/upstream.js'
 import { createHandler, createProxyListener, type ProxyOptions, type TlsSource } from '../proxy/listener.js'
@@ -91,6 +93,9 @@ export async function startSwitchyard(
  * listener's sources. One per host, whatever the number of workers.
  */
 export function createControlPlane(config: ResolvedConfig, log: Logger, token: string) {
+  // Every htpasswd file must be readable before anything starts (exit code 2
+  // otherwise), also in the primary process, which serves no request itself.
+  basicAuthOf(config, null, false)
   const client = consulClientFor(config, token)
   const store = new TableStore()
   const sync: TableSync = new TableSync({
@@ -172,6 +177,7 @@ export function createDataPlane(
     upstreams.retain(new Set(table.routes.flatMap((r) => [...r.backends, ...r.idle].map((x) => x.origin))))
   })
 
+  const auth = basicAuthOf(config, log)
   const options: ProxyOptions = {
     store,
     balancer,
@@ -180,6 +186,8 @@ export function createDataPlane(
     observer,
     retries: config.proxy.retries,
     health,
+    trustedProxies: compileTrustedProxies(config.proxy.trustedProxies),
+    auth,
     sweeper,
     limits: {
       maxHeaderSize: config.proxy.maxHeaderSize,
@@ -228,6 +236,7 @@ export function createDataPlane(
     const results = await Promise.all(listeners.map(({ listener }) => listener.drain(t.shutdown)))
     const cut = results.reduce((n, r) => n + r.cut, 0)
     if (cut > 0) log.warn({ connections: cut, graceMs: t.shutdown }, 'shutdown deadline: connections cut')
+    auth.close()
     upstreams.close()
   }
   return { proxy, balancer, health, upstreams, listen: open, stop }
@@ -248,7 +257,17 @@ export function buildConfigOf(config: ResolvedConfig): BuildConfig {
     healthyStatuses: config.routing.healthyStatuses,
     targetPrefix: config.routing.targetPrefix,
     fallthrough: config.routing.fallthrough,
+    matcher: config.routing.matcher,
+    checksRequired: config.routing.checksRequired,
+    authSchemes: config.proxy.auth.map((a) => a.name),
+    fabioKvPath: config.routing.fabio.kvPath,
+    noRouteHtmlPath: config.routing.fabio.noRouteHtmlPath,
   }
+}
+
+/** proxy.auth as the data plane's basic auth; throws a ConfigError when a file cannot be read. */
+export function basicAuthOf(config: ResolvedConfig, log: Logger | null, watch = true): BasicAuth {
+  return new BasicAuth(config.proxy.auth, log, watch)
 }
 
 /**

@@ -2,6 +2,7 @@
 // documents the same options; a test checks that the two list the same keys.
 
 import { z } from 'zod'
+import { parseCidr } from '../routing/tags.js'
 
 const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
@@ -78,6 +79,22 @@ const size = z.union([z.number().int().nonnegative(), z.string()]).transform((va
   return bytes
 })
 
+/** `10.0.0.0/8`, `::1`, Fabio's `ip:10.0.0.0/8`. */
+const cidr = z.string().transform((value, ctx) => {
+  const parsed = parseCidr(value.startsWith('ip:') ? value.slice(3) : value)
+  if (parsed === null) {
+    ctx.addIssue({ code: 'custom', message: `"${value}" is not an IPv4/IPv6 address or CIDR` })
+    return z.NEVER
+  }
+  return parsed
+})
+
+/** A KV key: Fabio writes `/fabio/config`, Consul's API `fabio/config`; '' turns the feature off. */
+const kvKey = z
+  .string()
+  .transform((v) => v.replace(/^\/+/, ''))
+  .refine((v) => !v.endsWith('/'), 'must not end with /')
+
 const boolish = z
   .union([z.boolean(), z.enum(['true', 'false', '1', '0'])])
   .transform((v) => v === true || v === 'true' || v === '1')
@@ -113,6 +130,19 @@ export const configSchema = z
           })
           .strict()
           .prefault({}),
+        trustedProxies: z.array(cidr).default([]),
+        auth: z
+          .array(
+            z
+              .object({
+                name: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . - only'),
+                type: z.literal('basic').default('basic'),
+                file: z.string().min(1),
+                realm: z.string().default(''),
+              })
+              .strict(),
+          )
+          .default([]),
         timeouts: z
           .object({
             connect: duration.prefault('5s'),
@@ -182,6 +212,15 @@ export const configSchema = z
           .regex(/^[^/](?:.*[^/])?$/, 'must not start or end with /')
           .default('switchyard/targets'),
         fallthrough: boolish.default(false),
+        matcher: z.enum(['segment', 'prefix', 'iprefix', 'glob']).default('segment'),
+        checksRequired: z.enum(['all', 'one']).default('all'),
+        fabio: z
+          .object({
+            kvPath: kvKey.default('fabio/config'),
+            noRouteHtmlPath: kvKey.default('fabio/noroute.html'),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),
@@ -221,6 +260,15 @@ export const configSchema = z
     if (twice !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['proxy', 'listeners'], message: `${twice} is listed twice` })
     }
+    const names = c.proxy.auth.map((a) => a.name)
+    const twiceNamed = names.find((n, i) => names.indexOf(n) !== i)
+    if (twiceNamed !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['proxy', 'auth'],
+        message: `scheme name "${twiceNamed}" is used twice`,
+      })
+    }
     if (c.consul.backoffMax < c.consul.backoffInitial) {
       ctx.addIssue({
         code: 'custom',
@@ -242,4 +290,5 @@ export function proxyListeners(config: Pick<Config, 'proxy'>): ListenerConfig[] 
   const listeners = config.proxy.listeners
   return listeners.length > 0 ? listeners : [{ address: config.proxy.listen, protocol: 'http' }]
 }
+
 export type ConfigInput = z.input<typeof configSchema>

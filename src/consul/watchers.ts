@@ -216,14 +216,20 @@ export class TargetWatcher {
   private readonly query: BlockingQuery<TargetEntry[]>
   private entries: readonly TargetEntry[] = []
 
+  /**
+   * Watches the keys under `prefix/`. With `exact`, the keys that start with
+   * `prefix` itself (Fabio's overrides live in the key `fabio/config` and the
+   * keys below it); `name` names the watch in states and problems.
+   */
   constructor(
     client: ConsulClient,
     settings: WatchSettings,
     prefix: string,
     listener: WatchListener,
     onChange: (entries: readonly TargetEntry[]) => void,
+    options: { readonly name?: string; readonly exact?: boolean } = {},
   ) {
-    const path = `/v1/kv/${prefix.split('/').map(encodeURIComponent).join('/')}/`
+    const path = `/v1/kv/${prefix.split('/').map(encodeURIComponent).join('/')}${options.exact ? '' : '/'}`
     const read = blockingFetch(
       client,
       settings,
@@ -244,7 +250,7 @@ export class TargetWatcher {
       },
     )
     this.query = loop(
-      'targets',
+      options.name ?? 'targets',
       settings,
       listener,
       async (index, signal) => {

@@ -7,6 +7,7 @@
 import type { Logger } from '../log.js'
 import type { RequestHead } from '../proxy/exchange.js'
 import type { ProxyObserver } from '../proxy/observer.js'
+import { requestClient } from '../proxy/resolve.js'
 import type { Backend, Route } from '../routing/types.js'
 
 export interface AccessLogLine {
@@ -47,7 +48,7 @@ export function accessLogLine(
     version: backend?.version ?? '',
     instance: backend?.key ?? '',
     upstream: backend?.origin ?? '',
-    client: head.client.address,
+    client: requestClient(head),
     userAgent: head.userAgent,
   }
 }

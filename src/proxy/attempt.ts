@@ -11,6 +11,8 @@ import type { ErrorCode } from '../errors.js'
 import type { Logger } from '../log.js'
 import type { Backend, Route } from '../routing/types.js'
 import type { TableStore } from '../table/store.js'
+import type { BasicAuth } from './auth.js'
+import type { TrustedProxies } from './client-address.js'
 import type { BodySink, Downstream } from './exchange.js'
 import { clientResponseFields, relayedTrailers } from './headers.js'
 import type { PassiveHealth } from './health.js'
@@ -35,13 +37,21 @@ export interface AttemptDeps {
   readonly retries: number
   /** Passive health; null turns it off. */
   readonly health: PassiveHealth | null
+  readonly trustedProxies?: TrustedProxies
+  readonly auth?: BasicAuth | null
 }
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
 
 /** The handler every listener calls with each request. */
 export function createRequestHandler(deps: AttemptDeps): (down: Downstream) => void {
-  const resolve = createResolver({ store: deps.store, balancer: deps.balancer, health: deps.health })
+  const resolve = createResolver({
+    store: deps.store,
+    balancer: deps.balancer,
+    health: deps.health,
+    trustedProxies: deps.trustedProxies,
+    auth: deps.auth,
+  })
   const { observer, log } = deps
   return (down) => {
     let resolved: Resolution
@@ -57,7 +67,21 @@ export function createRequestHandler(deps: AttemptDeps): (down: Downstream) => v
         observer.rejected?.(resolved.reject, resolved.status)
         down.closeAfterResponse()
       }
-      replyError(down, resolved.status, resolved.code, resolved.message)
+      if (resolved.html !== undefined) {
+        // The no-route page an operator put in KV (Fabio's noroute.html).
+        down.reply(
+          resolved.status,
+          [
+            'content-type',
+            'text/html; charset=utf-8',
+            'cache-control',
+            'no-store',
+            'x-switchyard-error',
+            resolved.code,
+          ],
+          resolved.html,
+        )
+      } else replyError(down, resolved.status, resolved.code, resolved.message, resolved.headers)
       observer.request(resolved.route, null, resolved.status, seconds(down), down.head)
       return
     }
@@ -144,6 +168,7 @@ class Attempt implements UpstreamHandler, BodySink {
         port: head.client.localPort,
         prefix,
         upstreamHost: backend.hostHeader ?? this.resolved.host,
+        forwardedFor: this.resolved.client.chain,
       },
       bodyLength,
       upgrade: head.upgrade,
@@ -325,11 +350,25 @@ function seconds(down: Downstream): number {
   return (performance.now() - down.startedAt) / 1000
 }
 
-/** Answers with Switchyard's plain-text error body and `x-switchyard-error`. */
-export function replyError(down: Downstream, status: number, code: ErrorCode, message: string): void {
+/** Answers with Switchyard's plain-text error body and `x-switchyard-error` (and any `extra` fields). */
+export function replyError(
+  down: Downstream,
+  status: number,
+  code: ErrorCode,
+  message: string,
+  extra: readonly string[] = [],
+): void {
   down.reply(
     status,
-    ['content-type', 'text/plain; charset=utf-8', 'cache-control', 'no-store', 'x-switchyard-error', code],
+    [
+      'content-type',
+      'text/plain; charset=utf-8',
+      'cache-control',
+      'no-store',
+      'x-switchyard-error',
+      code,
+      ...extra,
+    ],
     errorBody(status, code, message),
   )
 }

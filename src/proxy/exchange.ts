@@ -28,6 +28,10 @@ export interface RequestHead {
   readonly host: string
   readonly hostCount: number
   readonly userAgent: string
+  /** X-Forwarded-For as received (several fields joined with ','); null when absent. */
+  readonly forwardedFor: string | null
+  /** The Authorization field ('' when absent), for routes with basic auth. */
+  readonly authorization: string
   readonly client: ClientInfo
   /** `websocket` for a WebSocket upgrade; null for a plain request. */
   readonly upgrade: string | null

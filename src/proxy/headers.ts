@@ -48,6 +48,11 @@ export interface ForwardedFacts {
   readonly prefix: string
   /** Host header for the upstream. */
   readonly upstreamHost: string
+  /**
+   * X-Forwarded-For to send instead of the client's field plus clientIp: the
+   * chain from the client Switchyard believes in (see client-address.ts).
+   */
+  readonly forwardedFor?: string
 }
 
 /** Lower-case names listed in the message's Connection fields, or null. */
@@ -100,7 +105,7 @@ export function upstreamRequestHead(
   const hostParam = facts.host ? `;host="${facts.host.replace(/["\\]/g, '')}"` : ''
   const element = `for=${forNode}${hostParam};proto=${facts.proto}`
   head +=
-    `x-forwarded-for: ${xff ? `${xff}, ${facts.clientIp}` : facts.clientIp}\r\n` +
+    `x-forwarded-for: ${facts.forwardedFor ?? (xff ? `${xff}, ${facts.clientIp}` : facts.clientIp)}\r\n` +
     `x-forwarded-proto: ${facts.proto}\r\n` +
     `x-forwarded-port: ${facts.port}\r\n` +
     `forwarded: ${forwarded ? `${forwarded}, ${element}` : element}\r\n`

@@ -14,6 +14,8 @@ import {
 import type { Logger } from '../log.js'
 import type { TableStore } from '../table/store.js'
 import { createRequestHandler } from './attempt.js'
+import type { BasicAuth } from './auth.js'
+import type { TrustedProxies } from './client-address.js'
 import type { Downstream } from './exchange.js'
 import type { PassiveHealth } from './health.js'
 import { ClientConnection, type ClientContext, type ClientLimits } from './http1/client.js'
@@ -36,6 +38,10 @@ export interface ProxyOptions {
   readonly health?: PassiveHealth | null
   readonly limits: ClientLimits
   readonly sweeper: Sweeper
+  /** proxy.trustedProxies: who may tell the client's address in X-Forwarded-For. */
+  readonly trustedProxies?: TrustedProxies
+  /** proxy.auth: basic auth for routes tagged auth=. */
+  readonly auth?: BasicAuth | null
 }
 
 /** Certificates for a TLS listener. */
@@ -77,6 +83,8 @@ export function createHandler(options: ProxyOptions): (down: Downstream) => void
     observer: options.observer ?? NO_OBSERVER,
     retries: options.retries,
     health: options.health ?? null,
+    trustedProxies: options.trustedProxies,
+    auth: options.auth ?? null,
   })
 }
 

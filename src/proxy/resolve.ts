@@ -7,8 +7,11 @@ import { BlockList } from 'node:net'
 import type { ErrorCode } from '../errors.js'
 import { lookupRoute } from '../routing/lookup.js'
 import { normalizePath, splitRequestTarget } from '../routing/path.js'
+import { redirectLocation } from '../routing/redirect.js'
 import type { AccessRules, Backend, Route } from '../routing/types.js'
 import type { TableStore } from '../table/store.js'
+import type { BasicAuth } from './auth.js'
+import { type ForwardedClient, forwardedClient, type TrustedProxies } from './client-address.js'
 import type { RequestHead } from './exchange.js'
 import type { PassiveHealth } from './health.js'
 import type { Balancer } from './pickers.js'
@@ -47,6 +50,8 @@ export type Resolution =
       /** Normalised path: what was matched is what is forwarded. */
       readonly path: string
       readonly query: string
+      /** The client (proxy.trustedProxies) and the X-Forwarded-For to send upstream. */
+      readonly client: ForwardedClient
     }
   | { readonly kind: 'redirect'; readonly route: Route; readonly backend: Backend; readonly location: string }
   | {
@@ -57,6 +62,10 @@ export type Resolution =
       readonly message: string
       /** Set when the request itself is malformed or hostile. */
       readonly reject: RejectReason | null
+      /** Fields the answer must carry (the basic auth challenge), flat pairs. */
+      readonly headers?: readonly string[]
+      /** An HTML body instead of the plain-text one (the no-route page from KV). */
+      readonly html?: string
     }
 
 const VALID_HOST = /^[A-Za-z0-9.\-_:[\]]*$/
@@ -65,10 +74,23 @@ export interface ResolverDeps {
   readonly store: TableStore
   readonly balancer: Balancer
   readonly health: PassiveHealth | null
+  /** proxy.trustedProxies; none when absent. */
+  readonly trustedProxies?: TrustedProxies
+  /** proxy.auth schemes; routes with auth= refuse every request when absent. */
+  readonly auth?: BasicAuth | null
+}
+
+const NO_TRUSTED_PROXIES: TrustedProxies = { list: null }
+const clients = new WeakMap<RequestHead, ForwardedClient>()
+
+/** The client address the resolver found for a request (the peer if it has not seen it). */
+export function requestClient(head: RequestHead): string {
+  return clients.get(head)?.client ?? head.client.address
 }
 
 export function createResolver(deps: ResolverDeps): (head: RequestHead) => Resolution {
   const { store, balancer, health } = deps
+  const trusted = deps.trustedProxies ?? NO_TRUSTED_PROXIES
   const accessLists = new WeakMap<AccessRules, { allow: BlockList | null; deny: BlockList | null }>()
 
   function allowed(route: Route, ip: string): boolean {
@@ -103,12 +125,33 @@ export function createResolver(deps: ResolverDeps): (head: RequestHead) => Resol
         'no routing table yet: Switchyard is still reading Consul',
       )
     }
-    const route = lookupRoute(table, host, path)
-    if (route === null) return reply(null, 404, 'SWY_ERR_NO_ROUTE', `no route for ${host}${path}`)
+    const client =
+      trusted.list === null
+        ? { client: head.client.address, chain: head.client.address }
+        : forwardedClient(head.client.address, head.forwardedFor ?? undefined, trusted)
+    if (trusted.list !== null) clients.set(head, client)
+    // A port in a route's host is the port of the listener the request came in on.
+    const route = lookupRoute(table, host, path, head.client.localPort)
+    if (route === null) {
+      const answer = reply(null, 404, 'SWY_ERR_NO_ROUTE', `no route for ${host}${path}`)
+      return table.noRouteHtml === null ? answer : { ...answer, html: table.noRouteHtml }
+    }
     if (route.access.length > 0) {
-      const ip = head.client.address
+      const ip = client.client
       if (!allowed(route, ip))
         return reply(route, 403, 'SWY_ERR_ACCESS_DENIED', `${ip} may not use route ${route.id}`)
+    }
+    if (route.auth.length > 0) {
+      const outcome = deps.auth?.check(route.auth, head.authorization || undefined) ?? {
+        ok: false,
+        status: 503,
+        message: `auth=${route.auth.join(', ')} names no proxy.auth scheme`,
+      }
+      if (!outcome.ok) {
+        if (outcome.status === 503) return reply(route, 503, 'SWY_ERR_AUTH_SCHEME', outcome.message)
+        const answer = reply(route, 401, 'SWY_ERR_AUTH_REQUIRED', `${outcome.message} for route ${route.id}`)
+        return { ...answer, headers: ['www-authenticate', outcome.challenge] }
+      }
     }
     const usable = health?.anyEjected ? health.usable : undefined
     // When every instance is ejected, Consul still calls them healthy: trying
@@ -124,10 +167,11 @@ export function createResolver(deps: ResolverDeps): (head: RequestHead) => Resol
       )
     }
     if (chosen.redirect !== null) {
-      const location = chosen.redirect.url.replaceAll('$path', path + target.query)
+      const request = { host, path, query: target.query }
+      const location = redirectLocation(chosen.redirect.url, request, chosen.strip, chosen.prepend)
       return { kind: 'redirect', route, backend: chosen, location }
     }
-    return { kind: 'forward', route, backend: chosen, host, path, query: target.query }
+    return { kind: 'forward', route, backend: chosen, host, path, query: target.query, client }
   }
 }
 

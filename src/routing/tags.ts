@@ -7,45 +7,58 @@
 // on that route). An option Switchyard does not know is a warning: the route is
 // kept, the option ignored, and the problem is reported.
 
+import { compileGlob } from './glob.js'
 import { normalizePath } from './path.js'
-import type { AccessRules, Cidr, HostHeaderMode, Redirect, RouteSpec } from './types.js'
+import type { AccessRules, Cidr, HostHeaderMode, PathMatcher, Redirect, RouteSpec } from './types.js'
 
 export type TagParse =
   | { readonly ok: true; readonly spec: RouteSpec; readonly warnings: readonly string[] }
   | { readonly ok: false; readonly error: string }
 
 const HOST_LABEL = '[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?'
+const HOST_NAME = new RegExp(`^${HOST_LABEL}(?:\\.${HOST_LABEL})*$`)
 const HOST_PATTERN = new RegExp(`^(?:\\*\\.)?${HOST_LABEL}(?:\\.${HOST_LABEL})*(?::\\d{1,5})?$`)
+const ANY_HOST = /^\*(?::\d{1,5})?$/
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308])
-/** Fabio options that make sense only in Fabio (TCP, auth plugins, self-registration). */
-const FABIO_ONLY_OPTIONS = new Set(['register', 'auth', 'pxyproto', 'sni', 'profile'])
+const AUTH_NAME = /^[A-Za-z0-9_.-]+$/
+/** Fabio options that make sense only in Fabio (TCP, self-registration). */
+const FABIO_ONLY_OPTIONS = new Set(['register', 'pxyproto', 'sni', 'profile'])
 
-/** Parses one tag; returns null when the tag does not start with the prefix. */
-export function parseRouteTag(tag: string, prefix: string): TagParse | null {
-  if (!tag.startsWith(prefix)) return null
-  const body = tag.slice(prefix.length).trim()
+/**
+ * Parses one tag; returns null when the tag does not start with the prefix.
+ * Surrounding whitespace is ignored, as Fabio ignores it. Under the glob
+ * matcher the path is a glob pattern.
+ */
+export function parseRouteTag(
+  tag: string,
+  prefix: string,
+  matcher: PathMatcher = 'segment',
+): TagParse | null {
+  const text = tag.trim()
+  if (!text.startsWith(prefix)) return null
+  const body = text.slice(prefix.length).trim()
   if (body === '') return { ok: false, error: `tag "${tag}" names no route` }
   const [route = '', ...options] = body.split(/\s+/)
 
+  if (route.startsWith(':')) return { ok: false, error: `TCP route "${route}" is not supported (HTTP only)` }
+  // Fabio reads a route without a slash as the whole host: `example.com` is `example.com/`.
   const slash = route.indexOf('/')
-  if (slash === -1) {
-    return route.startsWith(':')
-      ? { ok: false, error: `TCP route "${route}" is not supported (HTTP only)` }
-      : { ok: false, error: `route "${route}" has no path: write ${route}/ for the whole host` }
-  }
-  const host = normalizeRouteHost(route.slice(0, slash))
+  const host = normalizeRouteHost(slash === -1 ? route : route.slice(0, slash))
   if (host === null) return { ok: false, error: `route "${route}" has an invalid host` }
-  if (host.startsWith('*.') && host.includes(':')) {
-    return { ok: false, error: `route "${route}": a wildcard host cannot name a port` }
-  }
 
-  let path = route.slice(slash)
+  let path = slash === -1 ? '/' : route.slice(slash)
   let rawPrefix = false
-  if (path.endsWith('*')) {
-    rawPrefix = true
-    path = path.slice(0, -1)
+  if (matcher === 'glob') {
+    if (/[\s#]/.test(path) || compileGlob(path) === null) {
+      return { ok: false, error: `route "${route}" is not a valid glob pattern` }
+    }
+  } else {
+    if (path.endsWith('*')) {
+      rawPrefix = true
+      path = path.slice(0, -1)
+    }
+    if (/[*?#\s]/.test(path)) return { ok: false, error: `route "${route}" has an invalid path` }
   }
-  if (/[*?#\s]/.test(path)) return { ok: false, error: `route "${route}" has an invalid path` }
   const normalized = normalizePath(path)
   if (normalized !== path) {
     return {
@@ -59,10 +72,12 @@ export function parseRouteTag(tag: string, prefix: string): TagParse | null {
   let hostHeader: HostHeaderMode = { kind: 'client' }
   let proto: 'http' | 'https' = 'http'
   let tlsSkipVerify = false
+  let tlsServerName: string | null = null
   let redirect: Redirect | null = null
   let weight: number | null = null
   let allow: Cidr[] | null = null
   let deny: Cidr[] | null = null
+  let auth: string | null = null
   const warnings: string[] = []
 
   for (const option of options) {
@@ -91,6 +106,10 @@ export function parseRouteTag(tag: string, prefix: string): TagParse | null {
         if (value !== 'true' && value !== 'false') return invalid('must be true or false')
         tlsSkipVerify = value === 'true'
         break
+      case 'tlsservername':
+        if (!HOST_NAME.test(value.toLowerCase())) return invalid('must be a host name')
+        tlsServerName = value.toLowerCase()
+        break
       case 'redirect': {
         const parsed = parseRedirect(value)
         if (typeof parsed === 'string') return invalid(parsed)
@@ -98,10 +117,11 @@ export function parseRouteTag(tag: string, prefix: string): TagParse | null {
         break
       }
       case 'weight': {
+        // Fabio's rule: 0 or less is no fixed weight; fixed weights adding up
+        // to more than 1 are scaled down (see schedule.ts groupShares).
         const w = Number(value)
-        if (value === '' || !Number.isFinite(w) || w < 0 || w > 1)
-          return invalid('must be a number from 0 to 1')
-        weight = w
+        if (value === '' || !Number.isFinite(w)) return invalid('must be a number')
+        weight = w > 0 ? w : null
         break
       }
       case 'allow':
@@ -112,6 +132,10 @@ export function parseRouteTag(tag: string, prefix: string): TagParse | null {
         else deny = cidrs
         break
       }
+      case 'auth':
+        if (!AUTH_NAME.test(value)) return invalid('must name a proxy.auth scheme')
+        auth = value
+        break
       default:
         warnings.push(
           FABIO_ONLY_OPTIONS.has(key)
@@ -134,21 +158,35 @@ export function parseRouteTag(tag: string, prefix: string): TagParse | null {
       hostHeader,
       proto,
       tlsSkipVerify,
+      tlsServerName,
       redirect,
       weight,
       access,
+      auth,
       optionsText: options.join(' '),
     },
   }
 }
 
-/** Lower-cases, drops a default `:80`; returns null when not a host name or glob. */
+/**
+ * Lower-cases and drops a trailing dot; keeps a port (`example.com:80` is
+ * another route than `example.com`). Returns null when not a host name, a
+ * `*.` glob or `*`, or when the port is not from 1 to 65535.
+ */
 export function normalizeRouteHost(host: string): string | null {
   if (host === '') return ''
   let h = host.toLowerCase()
-  if (h.endsWith(':80')) h = h.slice(0, -3)
+  const colon = h.lastIndexOf(':')
+  let port = ''
+  if (colon !== -1) {
+    port = h.slice(colon)
+    h = h.slice(0, colon)
+    const n = Number(port.slice(1))
+    if (!/^:\d{1,5}$/.test(port) || n < 1 || n > 65_535) return null
+  }
   if (h.endsWith('.')) h = h.slice(0, -1)
-  return HOST_PATTERN.test(h) ? h : null
+  h += port
+  return HOST_PATTERN.test(h) || ANY_HOST.test(h) ? h : null
 }
 
 function parseRedirect(value: string): Redirect | string {

@@ -66,7 +66,10 @@ export type HostHeaderMode =
 
 export interface Redirect {
   readonly status: number
-  /** May contain `$path`, replaced by the request path (with query). */
+  /**
+   * May contain `$path` (the request path after strip/prepend, with the
+   * query) and `$host` (the request's Host); see redirect.ts.
+   */
   readonly url: string
 }
 
@@ -83,9 +86,16 @@ export interface AccessRules {
 
 /** What one `urlprefix-` tag says, parsed. */
 export interface RouteSpec {
-  /** Lower-case host without default port; '' for any host; may start with `*.`. */
+  /**
+   * Lower-case host, with the port when the tag names one (`example.com:80`
+   * and `example.com` are different routes); '' for no host; `*.` globs a
+   * subdomain, a lone `*` any host name.
+   */
   readonly host: string
-  /** Path prefix, always starting with '/'. A trailing '*' is removed and sets rawPrefix. */
+  /**
+   * Path prefix, always starting with '/'. A trailing '*' is removed and sets
+   * rawPrefix; under the glob matcher the whole pattern is kept.
+   */
   readonly path: string
   /** `/web*`: plain string prefix match instead of path-segment match. */
   readonly rawPrefix: boolean
@@ -94,10 +104,18 @@ export interface RouteSpec {
   readonly hostHeader: HostHeaderMode
   readonly proto: 'http' | 'https'
   readonly tlsSkipVerify: boolean
+  /** `tlsservername=`: the name to verify in an https instance's certificate (and to send as SNI). */
+  readonly tlsServerName: string | null
   readonly redirect: Redirect | null
-  /** Fixed share of its group's traffic in [0, 1], or null when the tag sets none. */
+  /**
+   * Fixed share of its group's traffic (above 0; shares adding up to more than
+   * 1 are scaled down), or null when the tag sets none or `weight=0` (Fabio:
+   * no fixed weight).
+   */
   readonly weight: number | null
   readonly access: AccessRules | null
+  /** `auth=<scheme>`: basic auth against a `proxy.auth` scheme of that name, or null. */
+  readonly auth: string | null
   /** The tag's options in their original text, for display and diffs. */
   readonly optionsText: string
 }
@@ -145,6 +163,8 @@ export interface Backend {
   /** `http://127.0.0.1:8080`, the upstream origin (pools are keyed by it). */
   readonly origin: string
   readonly tlsSkipVerify: boolean
+  /** Name to verify in an https instance's certificate; null: see the data plane. */
+  readonly tlsServerName: string | null
   readonly strip: string
   readonly prepend: string
   /** Host header to send; null keeps the client's. */
@@ -176,24 +196,54 @@ export interface Route {
   readonly cumulative: readonly number[]
   /** Every distinct rule set of the route's instances; a request must pass all. */
   readonly access: readonly AccessRules[]
+  /** Every distinct `auth=` scheme of the route's instances, sorted; a request must pass all. */
+  readonly auth: readonly string[]
 }
+
+/**
+ * How a request path matches a route path (`routing.matcher`): `segment`
+ * (Switchyard's default: `/web` matches `/web/x`, not `/website`), and
+ * Fabio's `prefix` (plain string prefix), `iprefix` (the same, ignoring case)
+ * and `glob` (the whole path against a glob pattern).
+ */
+export type PathMatcher = 'segment' | 'prefix' | 'iprefix' | 'glob'
 
 /** Routes of one host pattern, indexed for lookup. */
 export interface HostRoutes {
-  /** Segment-prefix routes keyed by their path. */
+  /** Segment-prefix routes keyed by their path (segment matcher only). */
   readonly byPath: ReadonlyMap<string, Route>
-  /** Raw-prefix routes (`/web*`), longest first. */
-  readonly rawPrefixes: readonly Route[]
+  /**
+   * String-prefix routes, longest first: `/web*` routes, or every route under
+   * the prefix and iprefix matchers (`prefix` lower-cased under iprefix).
+   */
+  readonly rawPrefixes: readonly { readonly prefix: string; readonly route: Route }[]
+  /** Glob matcher only: route patterns in Fabio's order (reverse lexical); the first match wins. */
+  readonly globs: readonly { readonly pattern: RegExp; readonly route: Route }[]
+}
+
+/** Routes of a `*.suffix` or `*` host pattern, with or without a port. */
+export interface GlobHost {
+  /** `.example.com` for `*.example.com`; '' for `*` (any host name). */
+  readonly suffix: string
+  /** The port the route names, 0 for none. */
+  readonly port: number
+  readonly routes: HostRoutes
 }
 
 export interface RouteTable {
   /** Increases by one on every swap; 0 is the empty table before the first sync. */
   readonly generation: number
   readonly routes: readonly Route[]
+  readonly matcher: PathMatcher
+  /** Keyed by `host` or `host:port` as the route writes it. */
   readonly exactHosts: ReadonlyMap<string, HostRoutes>
-  /** `*.example.com` patterns as suffix `.example.com`, longest first. */
-  readonly globHosts: readonly { readonly suffix: string; readonly routes: HostRoutes }[]
+  /** Whether any exact host names a port (else lookup skips the `host:port` key). */
+  readonly portHosts: boolean
+  /** Longest suffix first, a port before none; `*` (suffix '') last. */
+  readonly globHosts: readonly GlobHost[]
   readonly anyHost: HostRoutes | null
+  /** Body of the 404 answer when no route matches, from KV (`routing.fabio.noRouteHtmlPath`); null for plain text. */
+  readonly noRouteHtml: string | null
   readonly targets: readonly TargetStatus[]
   readonly problems: readonly Problem[]
 }

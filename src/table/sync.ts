@@ -44,6 +44,8 @@ export class TableSync {
   private readonly clock: Clock
   private readonly catalog: CatalogWatcher
   private readonly targets: TargetWatcher
+  /** Fabio's route overrides and no-route page in KV (routing.fabio), when configured. */
+  private readonly fabio: TargetWatcher[]
   private initialised = false
   private scheduled = false
   private stopped = false
@@ -79,6 +81,19 @@ export class TableSync {
       listener,
       () => this.schedule(),
     )
+    // Fabio's two keys share a parent (`fabio/` by default): one recursive
+    // watch of it serves both, one blocking query fewer per proxy.
+    const fabioKeys = [options.build.fabioKvPath ?? '', options.build.noRouteHtmlPath ?? ''].filter(
+      (k) => k !== '',
+    )
+    const watched = fabioWatchPrefixes(fabioKeys)
+    this.fabio = watched.map(
+      ({ prefix, exact }, i) =>
+        new TargetWatcher(options.client, options.watch, prefix, listener, () => this.schedule(), {
+          name: watched.length === 1 ? 'fabio' : `fabio-${i + 1}`,
+          exact,
+        }),
+    )
   }
 
   /** Starts watching; resolves when the first table is serving. */
@@ -86,7 +101,8 @@ export class TableSync {
     this.startedAt = this.clock.now()
     this.catalog.start()
     this.targets.start()
-    await Promise.all([this.catalog.ready(), this.targets.ready])
+    for (const w of this.fabio) w.start()
+    await Promise.all([this.catalog.ready(), this.targets.ready, ...this.fabio.map((w) => w.ready)])
     if (this.stopped) return
     this.initialised = true
     this.rebuild()
@@ -94,12 +110,12 @@ export class TableSync {
 
   async stop(): Promise<void> {
     this.stopped = true
-    await Promise.all([this.catalog.stop(), this.targets.stop()])
+    await Promise.all([this.catalog.stop(), this.targets.stop(), ...this.fabio.map((w) => w.stop())])
   }
 
   status(): SyncStatus {
     const now = this.clock.now()
-    const watches = [...this.catalog.states(), this.targets.state()]
+    const watches = [...this.catalog.states(), this.targets.state(), ...this.fabio.map((w) => w.state())]
     const failing = watches.filter((w) => w.failingSince > 0)
     // A healthy blocking query is current while it hangs, so staleness counts
     // from the first failure, not from the last answer.
@@ -142,7 +158,8 @@ export class TableSync {
     const started = performance.now()
     let next: RouteTable
     try {
-      next = buildRouteTable(this.catalog.snapshot(), this.targets.current(), build, previous).table
+      const kv = [...this.targets.current(), ...this.fabio.flatMap((w) => w.current())]
+      next = buildRouteTable(this.catalog.snapshot(), kv, build, previous).table
     } catch (err) {
       // The builder is pure and tested; if it ever throws, the old table serves.
       log.error({ err }, 'building the routing table failed; keeping the previous table')
@@ -173,6 +190,15 @@ export class TableSync {
       if (!before.has(problemKey(p))) log.warn({ code: p.code, subject: p.subject }, p.message)
     }
   }
+}
+
+/** The KV prefixes to watch for Fabio's keys: their common parent directory, else each key. */
+function fabioWatchPrefixes(keys: readonly string[]): { prefix: string; exact: boolean }[] {
+  if (keys.length === 0) return []
+  const parents = keys.map((k) => (k.includes('/') ? k.slice(0, k.lastIndexOf('/')) : ''))
+  if (parents.every((p) => p !== '' && p === parents[0]))
+    return [{ prefix: parents[0] as string, exact: false }]
+  return keys.map((k) => ({ prefix: k, exact: true }))
 }
 
 function problemKey(p: Problem): string {

@@ -53,7 +53,9 @@ describeWithConsul('ACL tokens', (consul) => {
     )
     proxies.push(proxy)
     await eventually(() => {
-      const line = proxy.logs.find((l) => l.code === 'SWY_ERR_CONSUL_PERMISSION')
+      const line = proxy.logs.find(
+        (l) => l.code === 'SWY_ERR_CONSUL_PERMISSION' && String(l.err).includes(`${targetPrefix}/`),
+      )
       expect(line?.level).toBe('error')
       expect(line?.err).toMatch(
         new RegExp(`^token cannot read key prefix ${targetPrefix}/: 403 Permission denied`),

@@ -290,7 +290,7 @@ describe('guarded cutover per route', () => {
   })
 
   it('counts a new version whose route tag does not parse as absent from that route', () => {
-    const green = instance('web', ['urlprefix-/web', 'urlprefix-/web-api weight=2'], {
+    const green = instance('web', ['urlprefix-/web', 'urlprefix-/web-api weight=abc'], {
       meta: { version: '1.6.0' },
     })
     const next = cutToGreen(green)

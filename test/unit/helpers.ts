@@ -36,15 +36,19 @@ export function instance(
   extra: Partial<InstanceSnapshot> = {},
 ): InstanceSnapshot {
   port++
+  const id = extra.id ?? `${service}-${port}`
   return {
-    id: `${service}-${port}`,
+    id,
     service,
     node: 'node-1',
     address: '127.0.0.1',
     port,
     tags,
     meta: {},
-    checks: [{ id: 'serfHealth', name: 'Serf', status: 'passing', serviceId: '' }],
+    checks: [
+      { id: 'serfHealth', name: 'Serf', status: 'passing', serviceId: '' },
+      { id: `service:${id}`, name: `${id} check`, status: 'passing', serviceId: id },
+    ],
     ...extra,
   }
 }
@@ -87,6 +91,8 @@ export function requestHead(
     host: host[0]?.[1] ?? '',
     hostCount: host.length,
     userAgent: headers['user-agent'] ?? '',
+    forwardedFor: headers['x-forwarded-for'] ?? null,
+    authorization: headers.authorization ?? '',
     client: { address: '127.0.0.1', localPort: 9999, proto: 'http' },
     upgrade: null,
     bodyLength: 0,

@@ -9,8 +9,8 @@ function routesTable(routes: string[]) {
   return tableOf(routes.map((r, i) => instance(`svc${i}`, [`urlprefix-${r}`])))
 }
 
-function hit(routes: string[], host: string | undefined, path: string): string | null {
-  return lookupRoute(routesTable(routes), host, path)?.id ?? null
+function hit(routes: string[], host: string | undefined, path: string, port = 0): string | null {
+  return lookupRoute(routesTable(routes), host, path, port)?.id ?? null
 }
 
 describe('lookupRoute', () => {
@@ -41,7 +41,9 @@ describe('lookupRoute', () => {
     const routes = ['api.example.com/', '*.example.com/', '*.b.example.com/', '/', 'api.example.com:8080/x']
     expect(hit(routes, 'api.example.com', '/x')).toBe('api.example.com/')
     expect(hit(routes, 'API.EXAMPLE.COM.', '/')).toBe('api.example.com/')
-    expect(hit(routes, 'api.example.com:8080', '/x')).toBe('api.example.com:8080/x')
+    // A port in a route's host is the listener's; the Host header's port plays no part.
+    expect(hit(routes, 'api.example.com', '/x', 8080)).toBe('api.example.com:8080/x')
+    expect(hit(routes, 'api.example.com:8080', '/x', 9999)).toBe('api.example.com/')
     expect(hit(routes, 'api.example.com:9999', '/x')).toBe('api.example.com/')
     expect(hit(routes, 'a.b.example.com', '/')).toBe('*.b.example.com/')
     expect(hit(routes, 'www.example.com', '/')).toBe('*.example.com/')
@@ -54,7 +56,19 @@ describe('lookupRoute', () => {
   })
 
   it('always picks the most specific route (property, against a brute-force reference)', () => {
-    const hostArb = fc.constantFrom('', 'a.com', 'b.a.com', '*.a.com', 'a.com:8080', '*.b.a.com', 'c.com')
+    const hostArb = fc.constantFrom(
+      '',
+      'a.com',
+      'b.a.com',
+      '*.a.com',
+      'a.com:8080',
+      'a.com:80',
+      '*.b.a.com',
+      '*.a.com:8080',
+      '*',
+      '*:80',
+      'c.com',
+    )
     const segArb = fc.constantFrom('x', 'y', 'xy', 'z')
     const pathArb = fc
       .array(segArb, { maxLength: 3 })
@@ -77,10 +91,13 @@ describe('lookupRoute', () => {
           'd.com',
         ),
         fc.array(fc.constantFrom('x', 'y', 'xy', 'z', 'xyz', ''), { maxLength: 4 }),
-        (routes, host, segs) => {
+        fc.constantFrom(0, 80, 8080, 9999),
+        (routes, host, segs, port) => {
           const path = normalizePath(`/${segs.join('/')}`) as string
           const table = routesTable(routes)
-          expect(lookupRoute(table, host, path)?.id ?? null).toBe(reference(table.routes, host, path))
+          expect(lookupRoute(table, host, path, port)?.id ?? null).toBe(
+            reference(table.routes, host, path, port),
+          )
         },
       ),
       { numRuns: 3000 },
@@ -89,24 +106,33 @@ describe('lookupRoute', () => {
 })
 
 /** Straightforward statement of the matching rules, for the property test. */
-function reference(routes: readonly Route[], hostHeader: string | undefined, path: string): string | null {
+function reference(
+  routes: readonly Route[],
+  hostHeader: string | undefined,
+  path: string,
+  port: number,
+): string | null {
   let host = (hostHeader ?? '').toLowerCase()
-  if (host.endsWith(':80')) host = host.slice(0, -3)
+  if (host.includes(':')) host = host.slice(0, host.lastIndexOf(':'))
   if (host.endsWith('.')) host = host.slice(0, -1)
-  const bare = host.includes(':') ? host.slice(0, host.lastIndexOf(':')) : host
   const pathMatches = (r: Route) =>
     r.rawPrefix
       ? path.startsWith(r.path)
       : r.path === path || path.startsWith(r.path.endsWith('/') ? r.path : `${r.path}/`)
   const tiers: ((r: Route) => boolean)[] = []
   if (host) {
+    if (port !== 0) tiers.push((r) => r.host === `${host}:${port}`)
     tiers.push((r) => r.host === host)
-    if (bare !== host) tiers.push((r) => r.host === bare)
     const globs = [
-      ...new Set(routes.filter((r) => r.host.startsWith('*.')).map((r) => r.host.slice(1))),
+      ...new Set(
+        routes.filter((r) => r.host.startsWith('*')).map((r) => r.host.slice(1).split(':')[0] as string),
+      ),
     ].sort((a, b) => b.length - a.length)
-    for (const suffix of globs)
-      tiers.push((r) => r.host === `*${suffix}` && bare.length > suffix.length && bare.endsWith(suffix))
+    for (const suffix of globs) {
+      const matches = host.length > suffix.length && host.endsWith(suffix)
+      if (port !== 0) tiers.push((r) => matches && r.host === `*${suffix}:${port}`)
+      tiers.push((r) => matches && r.host === `*${suffix}`)
+    }
   }
   tiers.push((r) => r.host === '')
   for (const tier of tiers) {

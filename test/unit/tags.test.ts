@@ -25,9 +25,15 @@ describe('parseRouteTag', () => {
   it('parses path routes, host routes and host globs', () => {
     expect(spec('urlprefix-/web').spec).toMatchObject({ host: '', path: '/web', rawPrefix: false })
     expect(spec('urlprefix-API.Example.com/v1').spec).toMatchObject({ host: 'api.example.com', path: '/v1' })
-    expect(spec('urlprefix-example.com:80/').spec.host).toBe('example.com')
+    // A port keeps routes apart: example.com:80/ and example.com/ are two routes (Fabio issue 656).
+    expect(spec('urlprefix-example.com:80/').spec.host).toBe('example.com:80')
     expect(spec('urlprefix-example.com:8080/').spec.host).toBe('example.com:8080')
     expect(spec('urlprefix-*.example.com/').spec).toMatchObject({ host: '*.example.com', path: '/' })
+    expect(spec('urlprefix-*.example.com:8080/').spec.host).toBe('*.example.com:8080')
+    expect(spec('urlprefix-*/').spec.host).toBe('*')
+    expect(spec('urlprefix-*:80/').spec.host).toBe('*:80')
+    // Fabio reads a route without a path as the whole host.
+    expect(spec('urlprefix-web').spec).toMatchObject({ host: 'web', path: '/' })
     expect(spec('urlprefix-/static*').spec).toMatchObject({ path: '/static', rawPrefix: true })
   })
 
@@ -75,17 +81,17 @@ describe('parseRouteTag', () => {
 
   it.each([
     ['urlprefix-', 'names no route'],
-    ['urlprefix-web', 'has no path'],
+    ['urlprefix-example.com:0/', 'invalid host'],
+    ['urlprefix-example.com:65536/', 'invalid host'],
     ['urlprefix-:3306 proto=tcp', 'TCP route'],
     ['urlprefix-bad_host!/x', 'invalid host'],
-    ['urlprefix-*.example.com:8080/', 'a wildcard host cannot name a port'],
     ['urlprefix-/a/../b', 'not canonical'],
     ['urlprefix-/a?b', 'invalid path'],
     ['urlprefix-/x strip=nope', 'strip=nope: must be a path'],
     ['urlprefix-/x proto=grpc', 'only http and https'],
     ['urlprefix-/x tlsskipverify=yes', 'true or false'],
-    ['urlprefix-/x weight=2', 'from 0 to 1'],
-    ['urlprefix-/x weight=', 'from 0 to 1'],
+    ['urlprefix-/x weight=abc', 'must be a number'],
+    ['urlprefix-/x weight=', 'must be a number'],
     ['urlprefix-/x redirect=200,https://a', 'status 301'],
     ['urlprefix-/x redirect=301,ftp://a', 'must be absolute'],
     ['urlprefix-/x allow=10.0.0.0/33', 'not an IPv4/IPv6'],
@@ -118,7 +124,8 @@ describe('parseRouteTag', () => {
           const s = spec(tag).spec
           expect(s.host).toBe(host ?? '')
           expect(s.path).toBe(path)
-          expect(s.weight).toBe(weight)
+          // Fabio: a weight of 0 is no fixed weight.
+          expect(s.weight).toBe(weight === 0 ? null : weight)
         },
       ),
     )

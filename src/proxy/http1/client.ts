@@ -76,6 +76,8 @@ interface HeadFacts {
   host: string
   hostCount: number
   userAgent: string
+  forwardedFor: string | null
+  authorization: string
   contentLength: number
   chunked: boolean
   upgrade: string
@@ -296,6 +298,8 @@ export class ClientConnection implements Sweepable {
       host: facts.host,
       hostCount: facts.hostCount,
       userAgent: facts.userAgent,
+      forwardedFor: facts.forwardedFor,
+      authorization: facts.authorization,
       client: this.info,
       upgrade: websocket,
       bodyLength,
@@ -492,6 +496,8 @@ function scan(fields: readonly string[]): HeadFacts {
     host: '',
     hostCount: 0,
     userAgent: '',
+    forwardedFor: null,
+    authorization: '',
     contentLength: 0,
     chunked: false,
     upgrade: '',
@@ -514,6 +520,15 @@ function scan(fields: readonly string[]): HeadFacts {
         break
       case 10:
         if (name.toLowerCase() === 'user-agent') facts.userAgent = fields[i + 1] as string
+        break
+      case 13:
+        if (name.toLowerCase() === 'authorization') facts.authorization = fields[i + 1] as string
+        break
+      case 15:
+        if (name.toLowerCase() === 'x-forwarded-for') {
+          const value = fields[i + 1] as string
+          facts.forwardedFor = facts.forwardedFor === null ? value : `${facts.forwardedFor},${value}`
+        }
         break
       case 14:
         // llhttp refused a second, different or malformed Content-Length.
@@ -933,6 +948,8 @@ const REFUSED_HEAD: RequestHead = {
   host: '',
   hostCount: 0,
   userAgent: '',
+  forwardedFor: null,
+  authorization: '',
   client: { address: '', localPort: 0, proto: 'http' },
   upgrade: null,
   bodyLength: 0,

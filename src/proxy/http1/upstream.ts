@@ -607,13 +607,20 @@ export class Upstreams {
 
 /**
  * How to reach a backend. For HTTPS instances the certificate is checked
- * against the name `host=<name>` sends (the name the instance serves), else
- * against the instance's address, as Fabio does — never against the client's
- * Host header, which names the proxy's site, not the instance.
+ * against `tlsservername=`, else the name `host=<name>` sends (the name the
+ * instance serves), else the instance's address, as Fabio does — never
+ * against the client's Host header, which names the proxy's site, not the
+ * instance.
  */
 export function upstreamTarget(backend: Backend): UpstreamTarget {
   const tls = backend.origin.startsWith('https:')
   const named = backend.hostHeader !== null && backend.hostHeader !== `${backend.address}:${backend.port}`
-  const serverName = tls && named ? (backend.hostHeader as string).replace(/:\d+$/, '') : ''
+  const serverName = !tls
+    ? ''
+    : backend.tlsServerName !== null
+      ? backend.tlsServerName
+      : named
+        ? (backend.hostHeader as string).replace(/:\d+$/, '')
+        : ''
   return { address: backend.address, port: backend.port, tls, verify: !backend.tlsSkipVerify, serverName }
 }

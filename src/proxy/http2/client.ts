@@ -152,12 +152,16 @@ function requestFields(raw: readonly string[]): {
   contentLength: number
   userAgent: string
   host: string
+  forwardedFor: string | null
+  authorization: string
 } {
   const fields: string[] = []
   const cookies: string[] = []
   let contentLength = -1
   let userAgent = ''
   let host = ''
+  let forwardedFor: string | null = null
+  let authorization = ''
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string
     const value = raw[i + 1] as string
@@ -169,10 +173,13 @@ function requestFields(raw: readonly string[]): {
     if (name === 'content-length') contentLength = Number(value)
     else if (name === 'user-agent') userAgent = value
     else if (name === 'host') host = value
+    else if (name === 'authorization') authorization = value
+    else if (name === 'x-forwarded-for')
+      forwardedFor = forwardedFor === null ? value : `${forwardedFor},${value}`
     fields.push(name, value)
   }
   if (cookies.length > 0) fields.push('cookie', cookies.join('; '))
-  return { fields, contentLength, userAgent, host }
+  return { fields, contentLength, userAgent, host, forwardedFor, authorization }
 }
 
 /** One request stream, as the attempt path sees it. */
@@ -209,7 +216,7 @@ export class StreamExchange implements Downstream {
   ) {
     this.stream = stream
     this.ctx = ctx
-    const { fields, contentLength, userAgent, host } = requestFields(raw)
+    const { fields, contentLength, userAgent, host, forwardedFor, authorization } = requestFields(raw)
     const authority = headers[':authority']
     const bodyLength = stream.endAfterHeaders ? 0 : contentLength >= 0 ? contentLength : -1
     this.head = {
@@ -220,6 +227,8 @@ export class StreamExchange implements Downstream {
       host: typeof authority === 'string' ? authority : host,
       hostCount: typeof authority === 'string' || host !== '' ? 1 : 0,
       userAgent,
+      forwardedFor,
+      authorization,
       client,
       upgrade: null,
       bodyLength,
