@@ -17,11 +17,11 @@ import { combineObservers } from '../metrics/observers.js'
 import { BasicAuth } from '../proxy/auth.js'
 import { compileTrustedProxies } from '../proxy/client-address.js'
 import { PassiveHealth } from '../proxy/health.js'
-import { Upstreams } from '../proxy/http1/upstream.js'
 import { createHandler, createProxyListener, type ProxyOptions, type TlsSource } from '../proxy/listener.js'
 import type { ProxyObserver } from '../proxy/observer.js'
 import { Balancer } from '../proxy/pickers.js'
 import { Sweeper } from '../proxy/sweeper.js'
+import { Upstreams } from '../proxy/upstreams.js'
 import type { BuildConfig } from '../routing/build.js'
 import { TableStore } from '../table/store.js'
 import { TableSync } from '../table/sync.js'
@@ -202,23 +202,20 @@ export function createDataPlane(
   }
   const handle = createHandler(options)
   const h2 = config.proxy.http2
+  const http2 = {
+    maxConcurrentStreams: h2.maxConcurrentStreams,
+    maxHeaderListSize: h2.maxHeaderListSize,
+    maxResetsPerSecond: h2.maxResetsPerSecond,
+    idleTimeoutMs: t.idle,
+  }
   const listeners = proxyListeners(config).map((l) => {
-    if (l.protocol === 'http') return { config: l, listener: createProxyListener(options, null, handle) }
-    if (tls === null)
+    if (l.protocol === 'https' && tls === null)
       throw new ConfigError(
         'proxy.listeners',
         `${l.address.host}:${l.address.port} is https but no certificates are configured`,
       )
-    const https = {
-      tls,
-      http2: {
-        maxConcurrentStreams: h2.maxConcurrentStreams,
-        maxHeaderListSize: h2.maxHeaderListSize,
-        maxResetsPerSecond: h2.maxResetsPerSecond,
-        idleTimeoutMs: t.idle,
-      },
-    }
-    return { config: l, listener: createProxyListener(options, https, handle) }
+    const listener = createProxyListener(options, { tls: l.protocol === 'https' ? tls : null, http2 }, handle)
+    return { config: l, listener }
   })
   const proxy = (listeners[0] as (typeof listeners)[number]).listener.server
   /** Opens every listener; `shared` for worker processes (SO_REUSEPORT). Resolves with their URLs. */

@@ -122,6 +122,12 @@ export class SwitchyardMetrics {
       () => counters.ejectionCounts(),
     )
     events(
+      'switchyard_grpc_responses_total',
+      'gRPC calls through routes with proto=grpc or grpcs, by service, route and the grpc-status they ended with.',
+      ['service', 'route', 'grpc_status'],
+      () => counters.grpcCounts(),
+    )
+    events(
       'switchyard_rejected_requests_total',
       'Requests refused before routing as malformed or hostile, by reason (they also count in switchyard_requests_total with empty labels).',
       ['reason'],
@@ -224,6 +230,7 @@ export class SwitchyardMetrics {
       passiveHealth: (target, ejected) => {
         if (ejected) counters.ejection(target)
       },
+      grpcStatus: (route, backend, status) => counters.grpcStatus(route, backend, status),
     }
     this.onSwap(options.store.current, false)
     options.store.onSwap((table) => this.onSwap(table, true))

@@ -27,6 +27,9 @@ export function combineObservers(observers: readonly (ProxyObserver | null | und
     passiveHealth(target, ejected, forMs) {
       for (const o of list) o.passiveHealth?.(target, ejected, forMs)
     },
+    grpcStatus(route, backend, status) {
+      for (const o of list) o.grpcStatus?.(route, backend, status)
+    },
   }
   return combined
 }

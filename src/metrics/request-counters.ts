@@ -106,6 +106,8 @@ export class RequestCounters {
   private readonly timeouts = new Map<string, EventCount>()
   private readonly ejections = new Map<string, EventCount>()
   private readonly rejections = new Map<string, EventCount>()
+  private readonly grpc = new Map<string, EventCount>()
+  private liveRoutes = new Set<string>()
 
   constructor() {
     this.unrouted = this.seriesFor(UNROUTED.service, UNROUTED.route, UNROUTED.version)
@@ -144,6 +146,9 @@ export class RequestCounters {
     for (const [key, c] of this.timeouts)
       if (c.labels.service !== '' && !services.has(c.labels.service!)) this.timeouts.delete(key)
     for (const key of this.ejections.keys()) if (!services.has(key)) this.ejections.delete(key)
+    this.liveRoutes = new Set(table.routes.map((r) => r.id))
+    for (const [key, c] of this.grpc)
+      if (!this.liveRoutes.has(c.labels.route as string)) this.grpc.delete(key)
     // Error counters of every service start at 0, so they have a series before the first error.
     for (const service of services) {
       if (!this.errors.has(service))
@@ -212,6 +217,20 @@ export class RequestCounters {
 
   ejectionCounts(): IterableIterator<EventCount> {
     return this.ejections.values()
+  }
+
+  /** The grpc-status a gRPC call through `route` ended with. */
+  grpcStatus(route: Route, backend: Backend, status: string): void {
+    if (!this.liveRoutes.has(route.id)) return
+    bump(this.grpc, seriesKey(backend.service, route.id, status), {
+      service: backend.service,
+      route: route.id,
+      grpc_status: status,
+    })
+  }
+
+  grpcCounts(): IterableIterator<EventCount> {
+    return this.grpc.values()
   }
 
   rejectionCounts(): IterableIterator<EventCount> {

@@ -16,12 +16,12 @@ import type { TrustedProxies } from './client-address.js'
 import type { BodySink, Downstream } from './exchange.js'
 import { clientResponseFields, relayedTrailers } from './headers.js'
 import type { PassiveHealth } from './health.js'
-import type { Upstreams } from './http1/upstream.js'
 import type { ProxyObserver, TimeoutKind, UpstreamErrorReason } from './observer.js'
 import { errorBody, upstreamPath } from './outcome.js'
 import type { Balancer } from './pickers.js'
 import { createResolver, type Resolution } from './resolve.js'
 import type { UpstreamChannel, UpstreamFailure, UpstreamHandler } from './upstream.js'
+import type { Upstreams } from './upstreams.js'
 
 export interface AttemptDeps {
   readonly store: TableStore
@@ -109,6 +109,7 @@ class Attempt implements UpstreamHandler, BodySink {
   private opening: UpstreamChannel | null = null
   private queued = false
   private status = 0
+  private grpcStatus: string | null = null
   private requestComplete = false
   private finished = false
 
@@ -125,7 +126,10 @@ class Attempt implements UpstreamHandler, BodySink {
   start(backend: Backend): void {
     this.backend = backend
     this.deps.balancer.begin(backend)
-    if (this.down.bodyComplete || this.down.head.bodyLength === 0) this.connect()
+    // gRPC streams both ways: a client may wait for answers before it sends
+    // more, so its body is never held back to fill the request buffer.
+    if (this.down.bodyComplete || this.down.head.bodyLength === 0 || backend.origin.startsWith('grpc'))
+      this.connect()
     else this.down.whenBodyReady(this.connect)
   }
 
@@ -181,14 +185,22 @@ class Attempt implements UpstreamHandler, BodySink {
     this.down.sendInformational(status, relayedTrailers(headers))
   }
 
-  onResponseHead(status: number, reason: string, headers: string[]): boolean {
+  onResponseHead(
+    status: number,
+    reason: string,
+    headers: string[],
+    _keepAlive: boolean,
+    complete = false,
+  ): boolean {
     const method = this.down.head.method
     const fields = clientResponseFields(headers)
     this.status = status
+    // A trailers-only gRPC answer (an error at once) carries its status in the head.
+    if (this.backend.origin.startsWith('grpc')) this.grpcStatus = fieldValue(headers, 'grpc-status')
     this.down.sendHead(status, reason, fields.headers, {
-      length: fields.length,
+      length: complete ? 0 : fields.length,
       chunked: fields.chunked,
-      noBody: method === 'HEAD' || status === 204 || status === 304,
+      noBody: complete || method === 'HEAD' || status === 204 || status === 304,
     })
     return method === 'HEAD'
   }
@@ -199,6 +211,10 @@ class Attempt implements UpstreamHandler, BodySink {
 
   onResponseEnd(trailers: string[]): void {
     this.down.sendEnd(trailers.length > 0 ? relayedTrailers(trailers) : trailers)
+    if (this.backend.origin.startsWith('grpc')) {
+      const status = fieldValue(trailers, 'grpc-status') ?? this.grpcStatus
+      if (status !== null) this.deps.observer.grpcStatus?.(this.route, this.backend, status)
+    }
     // The instance answered before the whole request body went out (an early
     // 413, say): that connection is in an unknown state.
     if (!this.requestComplete) this.connection?.abandon()
@@ -344,6 +360,13 @@ class Attempt implements UpstreamHandler, BodySink {
     if (status > 0 && status < 500) deps.health?.succeeded(backend)
     deps.observer.request(this.route, backend, status, seconds(this.down), this.down.head)
   }
+}
+
+/** The value of the first field named `name` (lower case) in flat pairs, or null. */
+function fieldValue(fields: readonly string[], name: string): string | null {
+  for (let i = 0; i < fields.length; i += 2)
+    if ((fields[i] as string).toLowerCase() === name) return fields[i + 1] as string
+  return null
 }
 
 function seconds(down: Downstream): number {

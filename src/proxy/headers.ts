@@ -73,12 +73,51 @@ function connectionNamed(raw: readonly string[]): Set<string> | null {
 }
 
 /**
- * The request head for the upstream, as one string: request line, the
- * client's fields minus hop-by-hop ones (and any its Connection field names),
- * X-Forwarded-* and Forwarded (appended to for -For and Forwarded, set for
- * the others, so a client cannot forge the host or protocol an upstream
- * believes it used), then framing: `content-length` (≥ 0), chunked (-1), or
- * nothing for a request without a body (null).
+ * The request fields for the upstream, flat pairs, Host first: the client's
+ * fields minus hop-by-hop ones (and any its Connection field names), then
+ * X-Forwarded-* and Forwarded (appended to for -For and Forwarded, set for the
+ * others, so a client cannot forge the host or protocol an upstream believes
+ * it used). `keepTe`: pass `TE: trailers` on (gRPC requires it over HTTP/2).
+ */
+export function forwardedFields(raw: readonly string[], facts: ForwardedFacts, keepTe = false): string[] {
+  const named = connectionNamed(raw)
+  const out = ['host', facts.upstreamHost]
+  let xff = ''
+  let forwarded = ''
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string
+    const lower = name.toLowerCase()
+    const value = raw[i + 1] as string
+    if (DROP_REQUEST.has(lower) || named?.has(lower)) {
+      if (keepTe && lower === 'te' && value.trim().toLowerCase() === 'trailers') out.push('te', 'trailers')
+      continue
+    }
+    if (lower === 'x-forwarded-for') xff = xff ? `${xff}, ${value}` : value
+    else if (lower === 'forwarded') forwarded = forwarded ? `${forwarded}, ${value}` : value
+    else out.push(name, value)
+  }
+  const forNode = facts.clientIp.includes(':') ? `"[${facts.clientIp}]"` : facts.clientIp
+  const hostParam = facts.host ? `;host="${facts.host.replace(/["\\]/g, '')}"` : ''
+  const element = `for=${forNode}${hostParam};proto=${facts.proto}`
+  out.push(
+    'x-forwarded-for',
+    facts.forwardedFor ?? (xff ? `${xff}, ${facts.clientIp}` : facts.clientIp),
+    'x-forwarded-proto',
+    facts.proto,
+    'x-forwarded-port',
+    String(facts.port),
+    'forwarded',
+    forwarded ? `${forwarded}, ${element}` : element,
+  )
+  if (facts.host) out.push('x-forwarded-host', facts.host)
+  if (facts.prefix) out.push('x-forwarded-prefix', facts.prefix)
+  return out
+}
+
+/**
+ * The HTTP/1.1 request head for the upstream, as one string: request line,
+ * the forwarded fields, then framing: `content-length` (≥ 0), chunked (-1),
+ * or nothing for a request without a body (null).
  */
 export function upstreamRequestHead(
   method: string,
@@ -88,29 +127,7 @@ export function upstreamRequestHead(
   bodyLength: number | null,
   upgrade: string | null,
 ): string {
-  const named = connectionNamed(raw)
-  let head = `${method} ${target} HTTP/1.1\r\nhost: ${facts.upstreamHost}\r\n`
-  let xff = ''
-  let forwarded = ''
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i] as string
-    const lower = name.toLowerCase()
-    if (DROP_REQUEST.has(lower) || named?.has(lower)) continue
-    const value = raw[i + 1] as string
-    if (lower === 'x-forwarded-for') xff = xff ? `${xff}, ${value}` : value
-    else if (lower === 'forwarded') forwarded = forwarded ? `${forwarded}, ${value}` : value
-    else head += `${name}: ${value}\r\n`
-  }
-  const forNode = facts.clientIp.includes(':') ? `"[${facts.clientIp}]"` : facts.clientIp
-  const hostParam = facts.host ? `;host="${facts.host.replace(/["\\]/g, '')}"` : ''
-  const element = `for=${forNode}${hostParam};proto=${facts.proto}`
-  head +=
-    `x-forwarded-for: ${facts.forwardedFor ?? (xff ? `${xff}, ${facts.clientIp}` : facts.clientIp)}\r\n` +
-    `x-forwarded-proto: ${facts.proto}\r\n` +
-    `x-forwarded-port: ${facts.port}\r\n` +
-    `forwarded: ${forwarded ? `${forwarded}, ${element}` : element}\r\n`
-  if (facts.host) head += `x-forwarded-host: ${facts.host}\r\n`
-  if (facts.prefix) head += `x-forwarded-prefix: ${facts.prefix}\r\n`
+  let head = `${method} ${target} HTTP/1.1\r\n${fieldLines(forwardedFields(raw, facts))}`
   if (upgrade !== null) head += `connection: upgrade\r\nupgrade: ${upgrade}\r\n`
   if (bodyLength === -1) head += 'transfer-encoding: chunked\r\n'
   else if (bodyLength !== null) head += `content-length: ${bodyLength}\r\n`

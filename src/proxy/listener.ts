@@ -20,11 +20,11 @@ import type { Downstream } from './exchange.js'
 import type { PassiveHealth } from './health.js'
 import { ClientConnection, type ClientContext, type ClientLimits } from './http1/client.js'
 import { assertParserAvailable } from './http1/llhttp.js'
-import type { Upstreams } from './http1/upstream.js'
 import { Http2Front, type Http2Limits } from './http2/client.js'
 import { NO_OBSERVER, type ProxyObserver } from './observer.js'
 import type { Balancer } from './pickers.js'
 import type { Sweeper } from './sweeper.js'
+import type { Upstreams } from './upstreams.js'
 
 export interface ProxyOptions {
   readonly store: TableStore
@@ -54,10 +54,23 @@ export interface TlsSource {
   onChange(listener: () => void): void
 }
 
-export interface HttpsOptions {
-  readonly tls: TlsSource
-  readonly http2: Omit<Http2Limits, 'requestBuffer' | 'maxBodySize'>
+export type Http2Settings = Omit<Http2Limits, 'requestBuffer' | 'maxBodySize'>
+
+export interface ListenerOptions {
+  /** Certificates: an https listener; null: plain HTTP (and cleartext HTTP/2 with prior knowledge). */
+  readonly tls: TlsSource | null
+  readonly http2: Http2Settings
 }
+
+/** HTTP/2 settings when the caller gives none (tests and benchmarks): proxy.http2's defaults. */
+export const DEFAULT_HTTP2: Http2Settings = {
+  maxConcurrentStreams: 100,
+  maxHeaderListSize: 32 * 1024,
+  maxResetsPerSecond: 200,
+  idleTimeoutMs: 60_000,
+}
+
+const PLAIN: ListenerOptions = { tls: null, http2: DEFAULT_HTTP2 }
 
 export interface ProxyListener {
   readonly server: Server
@@ -90,9 +103,10 @@ export function createHandler(options: ProxyOptions): (down: Downstream) => void
 
 export function createProxyListener(
   options: ProxyOptions,
-  https: HttpsOptions | null = null,
+  listener: ListenerOptions = PLAIN,
   handle: (down: Downstream) => void = createHandler(options),
 ): ProxyListener {
+  const tls = listener.tls
   assertParserAvailable()
   const observer = options.observer ?? NO_OBSERVER
   const connections = new Set<ClientConnection>()
@@ -100,35 +114,34 @@ export function createProxyListener(
   const ctx: ClientContext = {
     limits: options.limits,
     sweeper: options.sweeper,
-    proto: https === null ? 'http' : 'https',
+    proto: tls === null ? 'http' : 'https',
     observer,
     handle,
     draining: false,
     connections,
     tunnels,
+    h2c: (socket, head) => h2.accept(socket, head),
   }
-  const h2 =
-    https === null
-      ? null
-      : new Http2Front({
-          limits: {
-            ...https.http2,
-            requestBuffer: options.limits.requestBuffer,
-            maxBodySize: options.limits.maxBodySize,
-          },
-          observer,
-          handle,
-          draining: false,
-        })
+  const h2 = new Http2Front({
+    proto: tls === null ? 'http' : 'https',
+    limits: {
+      ...listener.http2,
+      requestBuffer: options.limits.requestBuffer,
+      maxBodySize: options.limits.maxBodySize,
+    },
+    observer,
+    handle,
+    draining: false,
+  })
 
   let server: Server
-  if (https === null) {
+  if (tls === null) {
     server = createNetServer({ noDelay: true }, (socket: Socket) => {
       if (ctx.draining) socket.destroy()
       else new ClientConnection(socket, ctx)
     })
   } else {
-    const source = https.tls
+    const source = tls
     const tlsServer = createTlsServer({
       ...source.serverOptions(),
       ALPNProtocols: ['h2', 'http/1.1'],
@@ -139,7 +152,7 @@ export function createProxyListener(
     tlsServer.on('secureConnection', (socket: TLSSocket) => {
       socket.setNoDelay(true)
       if (ctx.draining) socket.destroy()
-      else if (socket.alpnProtocol === 'h2') h2?.accept(socket)
+      else if (socket.alpnProtocol === 'h2') h2.accept(socket)
       else new ClientConnection(socket, ctx)
     })
     // A failed handshake (no certificate, a scanner): nothing to answer.
@@ -149,15 +162,15 @@ export function createProxyListener(
 
   const drain = async (graceMs: number): Promise<{ cut: number }> => {
     ctx.draining = true
-    h2?.drain()
+    h2.drain()
     const closed = new Promise<void>((resolve) => server.close(() => resolve()))
     for (const c of connections) c.closeIfIdle()
     let cut = 0
     const deadline = setTimeout(() => {
-      cut = connections.size + tunnels.size + (h2?.sessions.size ?? 0)
+      cut = connections.size + tunnels.size + h2.sessions.size
       for (const c of connections) c.socket.destroy()
       for (const t of tunnels) t.destroy()
-      h2?.destroyAll()
+      h2.destroyAll()
     }, graceMs)
     try {
       // Tunnels' and HTTP/2 sessions' sockets still count as the server's connections.

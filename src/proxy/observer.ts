@@ -34,6 +34,8 @@ export interface ProxyObserver {
   timeout?(kind: TimeoutKind, backend: Backend | null): void
   /** Passive health ejected an instance (`ejected`, for `forMs`) or let it back in. */
   passiveHealth?(backend: Backend, ejected: boolean, forMs: number): void
+  /** A gRPC call (proto=grpc/grpcs route) ended with this grpc-status. */
+  grpcStatus?(route: Route, backend: Backend, status: string): void
 }
 
 export type TimeoutKind = 'connect' | 'response-headers' | 'idle' | 'queue' | 'client-headers' | 'client-body'

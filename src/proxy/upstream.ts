@@ -84,8 +84,18 @@ export interface UpstreamHandler {
   onConnection(channel: UpstreamChannel): void
   /** 1xx other than 100 and 101. */
   onInformational(status: number, headers: string[]): void
-  /** The final response head. Return true to skip the body (a response to HEAD). */
-  onResponseHead(status: number, reason: string, headers: string[], keepAlive: boolean): boolean
+  /**
+   * The final response head. `complete`: the head ended the response (an
+   * HTTP/2 HEADERS frame with END_STREAM, as a trailers-only gRPC answer).
+   * Return true to skip the body (a response to HEAD).
+   */
+  onResponseHead(
+    status: number,
+    reason: string,
+    headers: string[],
+    keepAlive: boolean,
+    complete?: boolean,
+  ): boolean
   onResponseData(chunk: Buffer): void
   onResponseEnd(trailers: string[]): void
   /** 101 to an upgrade: the socket now belongs to the handler; `head` are bytes read after the head. */

@@ -70,7 +70,7 @@ export function parseRouteTag(
   let strip = ''
   let prepend = ''
   let hostHeader: HostHeaderMode = { kind: 'client' }
-  let proto: 'http' | 'https' = 'http'
+  let proto: RouteSpec['proto'] = 'http'
   let tlsSkipVerify = false
   let tlsServerName: string | null = null
   let redirect: Redirect | null = null
@@ -99,8 +99,8 @@ export function parseRouteTag(
         else return invalid('must be dst or a host name')
         break
       case 'proto':
-        if (value === 'http' || value === 'https') proto = value
-        else return invalid('only http and https upstreams are supported')
+        if (value === 'http' || value === 'https' || value === 'grpc' || value === 'grpcs') proto = value
+        else return invalid('must be http, https, grpc or grpcs')
         break
       case 'tlsskipverify':
         if (value !== 'true' && value !== 'false') return invalid('must be true or false')

@@ -102,7 +102,8 @@ export interface RouteSpec {
   readonly strip: string
   readonly prepend: string
   readonly hostHeader: HostHeaderMode
-  readonly proto: 'http' | 'https'
+  /** grpc and grpcs: HTTP/2 to the instance (cleartext or TLS). */
+  readonly proto: 'http' | 'https' | 'grpc' | 'grpcs'
   readonly tlsSkipVerify: boolean
   /** `tlsservername=`: the name to verify in an https instance's certificate (and to send as SNI). */
   readonly tlsServerName: string | null
@@ -160,7 +161,10 @@ export interface Backend {
   readonly port: number
   readonly version: string
   readonly slice: string
-  /** `http://127.0.0.1:8080`, the upstream origin (pools are keyed by it). */
+  /**
+   * `http://127.0.0.1:8080`, the upstream origin (pools are keyed by it); the
+   * scheme says the protocol: http, https, or grpc/grpcs for HTTP/2.
+   */
   readonly origin: string
   readonly tlsSkipVerify: boolean
   /** Name to verify in an https instance's certificate; null: see the data plane. */

@@ -88,7 +88,7 @@ describe('parseRouteTag', () => {
     ['urlprefix-/a/../b', 'not canonical'],
     ['urlprefix-/a?b', 'invalid path'],
     ['urlprefix-/x strip=nope', 'strip=nope: must be a path'],
-    ['urlprefix-/x proto=grpc', 'only http and https'],
+    ['urlprefix-/x proto=tcp', 'must be http, https, grpc or grpcs'],
     ['urlprefix-/x tlsskipverify=yes', 'true or false'],
     ['urlprefix-/x weight=abc', 'must be a number'],
     ['urlprefix-/x weight=', 'must be a number'],

@@ -66,7 +66,15 @@ export interface ClientContext {
   readonly connections: Set<ClientConnection>
   /** Client sockets of live tunnels (WebSocket), cut at the end of a drain. */
   readonly tunnels: Set<Duplex>
+  /**
+   * Takes a connection that opens with the HTTP/2 preface (cleartext HTTP/2
+   * with prior knowledge, as gRPC clients without TLS speak it); null to
+   * refuse it like any malformed request.
+   */
+  readonly h2c: ((socket: Socket, head: Buffer) => void) | null
 }
+
+const H2_PREFACE = 'PRI * HTTP/2.0'
 
 /** How long a closing connection keeps reading (and discarding) so the client sees its answer. */
 const LINGER_MS = 2_000
@@ -109,6 +117,7 @@ export class ClientConnection implements Sweepable {
   private lingerDeadline = NEVER
   private writeBlockedAt = 0
   private headStarted = false
+  private fresh = true
 
   constructor(socket: Socket, ctx: ClientContext) {
     this.socket = socket
@@ -176,6 +185,19 @@ export class ClientConnection implements Sweepable {
 
   private readonly onData = (chunk: Buffer): void => {
     if (this.discarding) return
+    if (this.fresh) {
+      this.fresh = false
+      const h2c = this.ctx.h2c
+      if (
+        h2c !== null &&
+        chunk.length >= H2_PREFACE.length &&
+        chunk.toString('latin1', 0, H2_PREFACE.length) === H2_PREFACE
+      ) {
+        this.detachSocket()
+        h2c(this.socket, chunk)
+        return
+      }
+    }
     const upgrading = this.upgrading
     if (upgrading !== null) {
       // Early bytes of the new protocol: they go upstream with the tunnel.

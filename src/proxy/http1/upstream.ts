@@ -557,54 +557,6 @@ export class Http1Pool implements Sweepable, UpstreamPool {
   }
 }
 
-/** Pools by instance, created on first use, retired when their instance leaves the table. */
-export class Upstreams {
-  private readonly options: UpstreamOptions
-  private readonly sweeper: Sweeper
-  private readonly pools = new Map<string, Http1Pool>()
-  private readonly byBackend = new WeakMap<Backend, Http1Pool>()
-
-  constructor(options: UpstreamOptions, sweeper: Sweeper) {
-    this.options = options
-    this.sweeper = sweeper
-  }
-
-  pool(backend: Backend): Http1Pool {
-    const known = this.byBackend.get(backend)
-    if (known !== undefined) return known
-    const target = upstreamTarget(backend)
-    const key = `${backend.origin}|${target.verify}|${target.serverName}`
-    let pool = this.pools.get(key)
-    if (pool === undefined) {
-      pool = new Http1Pool(target, this.options, this.sweeper)
-      this.pools.set(key, pool)
-    }
-    this.byBackend.set(backend, pool)
-    return pool
-  }
-
-  /** Retires pools whose origin no longer appears in `origins`. */
-  retain(origins: ReadonlySet<string>): void {
-    for (const [key, pool] of this.pools) {
-      if (origins.has(key.slice(0, key.indexOf('|')))) continue
-      this.pools.delete(key)
-      pool.retire()
-    }
-  }
-
-  /** Open connections, all pools together (for tests and status). */
-  get connections(): number {
-    let n = 0
-    for (const pool of this.pools.values()) n += pool.size
-    return n
-  }
-
-  close(): void {
-    for (const pool of this.pools.values()) pool.retire()
-    this.pools.clear()
-  }
-}
-
 /**
  * How to reach a backend. For HTTPS instances the certificate is checked
  * against `tlsservername=`, else the name `host=<name>` sends (the name the
@@ -613,7 +565,7 @@ export class Upstreams {
  * instance.
  */
 export function upstreamTarget(backend: Backend): UpstreamTarget {
-  const tls = backend.origin.startsWith('https:')
+  const tls = backend.origin.startsWith('https:') || backend.origin.startsWith('grpcs:')
   const named = backend.hostHeader !== null && backend.hostHeader !== `${backend.address}:${backend.port}`
   const serverName = !tls
     ? ''

@@ -38,6 +38,8 @@ export interface Http2Limits {
 }
 
 export interface Http2Context {
+  /** https on TLS listeners; http for cleartext HTTP/2 (prior knowledge) on plain ones. */
+  readonly proto: 'http' | 'https'
   readonly limits: Http2Limits
   readonly observer: ProxyObserver
   readonly handle: (down: Downstream) => void
@@ -69,8 +71,13 @@ export class Http2Front {
     )
   }
 
-  /** Takes a TLS socket whose ALPN protocol is h2. */
-  accept(socket: Socket): void {
+  /** Takes a TLS socket whose ALPN protocol is h2, or a plain one that sent the preface (`head`). */
+  accept(socket: Socket, head?: Buffer): void {
+    if (head !== undefined) {
+      // Paused, the bytes stay in the socket's buffer, where the session reads them first.
+      socket.pause()
+      socket.unshift(head)
+    }
     this.server.emit('connection', socket)
   }
 
@@ -125,19 +132,19 @@ export class Http2Front {
     const info: ClientInfo = {
       address: clientAddress(socket?.remoteAddress),
       localPort: socket?.localPort ?? 0,
-      proto: 'https',
+      proto: this.ctx.proto,
     }
-    const exchange = new StreamExchange(stream, headers, raw ?? flatten(headers), info, this.ctx)
+    const exchange = new StreamExchange(stream, headers, raw ?? flatFields(headers, true), info, this.ctx)
     if (exchange.refused) return
     this.ctx.handle(exchange)
   }
 }
 
-/** Flat pairs from a header object (only when Node gave no raw list). */
-function flatten(headers: IncomingHttpHeaders): string[] {
+/** Flat pairs of a received header object; pseudo-headers (`:path`...) only when asked. */
+export function flatFields(headers: IncomingHttpHeaders, withPseudo = false): string[] {
   const out: string[] = []
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined) continue
+    if (value === undefined || (!withPseudo && name.charCodeAt(0) === 58)) continue
     for (const v of Array.isArray(value) ? value : [value]) out.push(name, String(v))
   }
   return out
@@ -243,7 +250,7 @@ export class StreamExchange implements Downstream {
     }
     stream.on('data', this.onData)
     stream.on('trailers', (t: IncomingHttpHeaders) => {
-      this.requestTrailers = flatten(t).filter((_, i, a) => !String(a[i - (i % 2)]).startsWith(':'))
+      this.requestTrailers = flatFields(t)
     })
     stream.on('end', this.onEnd)
     stream.on('drain', () => this.onDrain?.())
