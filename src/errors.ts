@@ -40,6 +40,8 @@ export const ERROR_CODES = {
     "The TLS handshake with an HTTPS instance failed, or its certificate did not verify against the instance's address or its host= name (502).",
   SWY_ERR_UPSTREAM_BUSY:
     'Every connection to the instance was busy and the request could not wait for one (queue full, or proxy.timeouts.queue passed) (503).',
+  SWY_ERR_CERTIFICATE:
+    'A TLS certificate (a PEM file or a KV key) cannot be served: it does not parse, its private key is missing or does not match, it has expired or is not valid yet. It is set aside; every other certificate keeps serving.',
 } as const
 
 export type ErrorCode = keyof typeof ERROR_CODES
