@@ -22,7 +22,7 @@ export interface StatusPageModel {
   readonly routes: readonly RouteView[]
   readonly targets: readonly TargetView[]
   readonly problems: readonly ProblemView[]
-  /** TLS certificates, where this process serves any; no section without. */
+  /** TLS certificates; no section when there are none and no problem with them. */
   readonly certificates?: CertificateReport
   readonly watches: { readonly total: number; readonly failing: readonly string[] }
   /** Seconds between refreshes; 0 turns refreshing off. */
@@ -109,7 +109,7 @@ ${m.refreshSeconds > 0 ? html`<noscript><meta http-equiv="refresh" content="${m.
   ${problemsTable(m)}
 </section>
 
-${m.certificates ? certificatesSection(m, m.certificates) : ''}
+${m.certificates && (m.certificates.certificates.length > 0 || m.certificates.problems.length > 0) ? certificatesSection(m, m.certificates) : ''}
 <section id="routes">
   <h2>Routes <span class="count">${m.routes.length}</span></h2>
   ${m.routes.length === 0 ? html`<p class="muted">No routes: no healthy or unhealthy instance carries a route tag.</p>` : ''}
@@ -204,17 +204,13 @@ function certificatesSection(m: StatusPageModel, report: CertificateReport): Htm
   )
   return html`<section id="certificates">
   <h2>Certificates <span class="count">${report.certificates.length}</span></h2>
-  ${
-    report.certificates.length === 0 && report.problems.length === 0
-      ? html`<p class="muted">None: no certificate in the directory or under the KV prefix.</p>`
-      : html`<table class="certificates">
+  <table class="certificates">
 <thead><tr><th>Host names served</th><th>Subject</th><th>Source</th><th>Expires</th></tr></thead>
 <tbody>
 ${rows}
 ${setAside}
 </tbody>
-</table>`
-  }
+</table>
 </section>
 `
 }

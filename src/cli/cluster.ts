@@ -23,6 +23,9 @@ import { combineObservers } from '../metrics/observers.js'
 import type { RouteTable } from '../routing/types.js'
 import { TableStore } from '../table/store.js'
 import type { SyncStatus } from '../table/sync.js'
+import type { CertificateEntry } from '../tls/certificates.js'
+import { tlsSettingsOf } from '../tls/server-options.js'
+import { CertificateStore } from '../tls/store.js'
 import { createControlPlane, createDataPlane, listen } from './serve.js'
 
 type Metrics = MetricObjectWithValues<MetricValue<string>>[]
@@ -32,6 +35,8 @@ type ToWorker =
   /** The table to use; `null` in answer to `hello` while the primary has none yet. */
   | { readonly t: 'table'; readonly table: RouteTable | null }
   | { readonly t: 'metrics'; readonly id: number }
+  /** Every TLS certificate entry (chain and key) the primary read; sent on each change. */
+  | { readonly t: 'certificates'; readonly entries: readonly CertificateEntry[] }
   | { readonly t: 'stop' }
 
 /** Worker → primary. */
@@ -123,6 +128,7 @@ export async function startPrimary(
       } else if (message.t === 'hello') {
         // From now on it gets every table; it listens only once it has this one.
         fed.add(worker)
+        send(worker, { t: 'certificates', entries: control.certificates.entries })
         send(worker, { t: 'table', table: store.loaded ? store.current : null })
       } else if (message.t === 'listening') {
         listening.add(worker)
@@ -154,6 +160,10 @@ export async function startPrimary(
 
   store.onSwap((table) => {
     for (const worker of fed) send(worker, { t: 'table', table })
+  })
+  // Plain data: each worker builds its own TLS contexts from the same entries.
+  control.certificates.onChange(() => {
+    for (const worker of fed) send(worker, { t: 'certificates', entries: control.certificates.entries })
   })
 
   // Counters of workers that exited, as last scraped, so that a replaced
@@ -226,6 +236,7 @@ export async function startPrimary(
 
   const loaded = sync.start()
   loaded.catch((err) => log.error({ err }, 'consul sync failed to start'))
+  control.certificateSources.start()
 
   let stopped: Promise<void> | null = null
   const stop = () => {
@@ -270,6 +281,8 @@ function toPrimary(message: ToPrimary): void {
 /** A worker: waits for tables from the primary and proxies with them until told to stop. */
 export async function runWorker(config: ResolvedConfig, log: Logger): Promise<void> {
   const store = new TableStore()
+  // Fed by the primary; what this worker's https listeners serve.
+  const certificates = new CertificateStore(tlsSettingsOf(config.tls))
   const noSync: SyncStatus = { loaded: true, staleForMs: 0, lastSyncAt: 0, watches: [], problems: [] }
   const metrics = new SwitchyardMetrics({ store, status: () => noSync })
   const observer = combineObservers([
@@ -300,6 +313,7 @@ export async function runWorker(config: ResolvedConfig, log: Logger): Promise<vo
     void listening
       .catch(() => {})
       .then(() => data.stop())
+      .then(() => certificates.close())
       .then(done, done)
   }
   process.on('message', (message: ToWorker) => {
@@ -312,6 +326,8 @@ export async function runWorker(config: ResolvedConfig, log: Logger): Promise<vo
         const reply: ToPrimary = { t: 'metrics', id: message.id, metrics: JSON.parse(JSON.stringify(m)) }
         toPrimary(reply)
       })
+    } else if (message.t === 'certificates') {
+      certificates.update(message.entries)
     } else if (message.t === 'stop') stop()
   })
   // Ctrl-C reaches every process of the group: drain like on the primary's word.

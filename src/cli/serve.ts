@@ -22,6 +22,9 @@ import { Sweeper } from '../proxy/sweeper.js'
 import type { BuildConfig } from '../routing/build.js'
 import { TableStore } from '../table/store.js'
 import { TableSync } from '../table/sync.js'
+import { tlsSettingsOf } from '../tls/server-options.js'
+import { CertificateSources, certificateReport } from '../tls/sources.js'
+import { CertificateStore } from '../tls/store.js'
 import { redactConfig } from './token.js'
 
 export interface Switchyard {
@@ -67,6 +70,7 @@ export async function startSwitchyard(
 
   const loaded = sync.start()
   loaded.catch((err) => log.error({ err }, 'consul sync failed to start'))
+  control.certificateSources.start()
 
   let stopping: Promise<void> | null = null
   const stop = () => {
@@ -84,39 +88,70 @@ export async function startSwitchyard(
 /**
  * What reads Consul and decides: client, sync, store, metrics, and the admin
  * listener's sources. One per host, whatever the number of workers.
+ *
+ * `https`: whether an https listener is configured. Only then are TLS
+ * certificates read (files and KV); `certificates` is the store an https
+ * listener serves from, and `certificates.entries` what workers get.
  */
-export function createControlPlane(config: ResolvedConfig, log: Logger, token: string) {
+export function createControlPlane(
+  config: ResolvedConfig,
+  log: Logger,
+  token: string,
+  options: { readonly https?: boolean } = {},
+) {
   const client = consulClientFor(config, token)
   const store = new TableStore()
+  const watch = {
+    waitMs: config.consul.wait,
+    stale: config.consul.stale,
+    cached: config.consul.cached,
+    minIntervalMs: config.consul.minInterval,
+    backoffInitialMs: config.consul.backoffInitial,
+    backoffMaxMs: config.consul.backoffMax,
+  }
   const sync: TableSync = new TableSync({
     client,
     store,
     log,
-    watch: {
-      waitMs: config.consul.wait,
-      stale: config.consul.stale,
-      cached: config.consul.cached,
-      minIntervalMs: config.consul.minInterval,
-      backoffInitialMs: config.consul.backoffInitial,
-      backoffMaxMs: config.consul.backoffMax,
-    },
+    watch,
     build: buildConfigOf(config),
     onBuild: (ms, changed) => metrics.observeBuild(ms, changed),
   })
-  const metrics = new SwitchyardMetrics({ store, status: () => sync.status() })
+  const certificates = new CertificateStore(tlsSettingsOf(config.tls), { log })
+  const certificateSources = new CertificateSources({
+    dir: config.tls.certificates.dir,
+    consulPrefix: config.tls.certificates.consulPrefix,
+    enabled: options.https ?? false,
+    client,
+    watch,
+    log,
+    onChange: (entries) => certificates.update(entries),
+  })
+  const certificatesView = () => certificateReport(certificates, certificateSources)
+  const metrics = new SwitchyardMetrics({
+    store,
+    status: () => sync.status(),
+    certificates: certificatesView,
+  })
   const adminOptions = {
     store,
     status: () => sync.status(),
     readinessMaxStaleMs: config.readiness.maxStale,
     config: redactConfig(config),
     log,
+    certificates: certificatesView,
   }
   const stop = async (admin: Server) => {
     admin.closeAllConnections()
-    await Promise.all([new Promise<void>((resolve) => admin.close(() => resolve())), sync.stop()])
+    await Promise.all([
+      new Promise<void>((resolve) => admin.close(() => resolve())),
+      sync.stop(),
+      certificateSources.stop(),
+    ])
+    certificates.close()
     await client.close()
   }
-  return { client, store, sync, metrics, adminOptions, stop }
+  return { client, store, sync, metrics, adminOptions, certificates, certificateSources, stop }
 }
 
 /**

@@ -142,6 +142,20 @@ export class CertificateSources {
     return problems
   }
 
+  /** Where certificates are read from, for messages. */
+  describe(): string {
+    const { dir, consulPrefix } = this.options
+    const where = [dir && `directory ${dir}`, consulPrefix && `key prefix ${consulPrefix}/`].filter(Boolean)
+    return where.length > 0
+      ? where.join(' or ')
+      : 'no source (tls.certificates.dir and consulPrefix are empty)'
+  }
+
+  /** An https listener needs certificates, and every source has been read once. */
+  get loaded(): boolean {
+    return this.options.enabled && this.last !== null
+  }
+
   /** The KV watch's state, for /api/watches; empty when Consul is not read. */
   watches(): BlockingQueryState[] {
     return this.kv ? [this.kv.state()] : []
@@ -166,13 +180,24 @@ export class CertificateSources {
   }
 }
 
-/** The store's certificates with the sources' own problems: what the admin API shows. */
+/**
+ * The store's certificates with the sources' own problems: what the admin API
+ * shows. With an https listener and no usable certificate, that is a problem
+ * too: every handshake fails.
+ */
 export function certificateReport(
   store: CertificateStore,
   sources: CertificateSources | null,
 ): CertificateReport {
   const report = store.list()
   const extra = sources?.problems() ?? []
+  if (sources?.loaded && report.certificates.length === 0) {
+    extra.push({
+      code: 'SWY_ERR_CERTIFICATE',
+      subject: 'tls.certificates',
+      message: `no usable certificate in ${sources.describe()}: every TLS handshake fails`,
+    })
+  }
   return extra.length === 0 ? report : { ...report, problems: [...extra, ...report.problems] }
 }
 

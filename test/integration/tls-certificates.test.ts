@@ -16,7 +16,7 @@ import { ConsulClient } from '../../src/consul/client.js'
 import { createLogger } from '../../src/log.js'
 import type { CertificateEntry } from '../../src/tls/certificates.js'
 import { followStore, tlsServerOptionsFor, tlsSettingsOf } from '../../src/tls/server-options.js'
-import { CertificateSources } from '../../src/tls/sources.js'
+import { CertificateSources, certificateReport } from '../../src/tls/sources.js'
 import { CertificateStore } from '../../src/tls/store.js'
 import { hasOpenssl, type IssuedCertificate, TestCertificates } from '../harness/certificates.js'
 import type { ConsulInfo } from '../harness/consul-agent.js'
@@ -155,12 +155,20 @@ describeWithConsul('TLS certificates from Consul KV and a directory', (consul) =
     ])
     const f = await start({ consulPrefix: prefix })
     expect(f.store.list().certificates).toEqual([])
+    expect(certificateReport(f.store, f.sources).problems).toEqual([
+      {
+        code: 'SWY_ERR_CERTIFICATE',
+        subject: 'tls.certificates',
+        message: `no usable certificate in key prefix ${prefix}/: every TLS handshake fails`,
+      },
+    ])
 
     await put(`${prefix}/a`, a)
     await eventually(
       async () => expect(await fingerprint(f.port, 'a.switchyard.test')).toBe(a.fingerprint256),
       1_000,
     )
+    expect(certificateReport(f.store, f.sources).problems).toEqual([])
     await put(`${prefix}/b`, b)
     await eventually(
       async () => expect(await fingerprint(f.port, 'www.b.switchyard.test')).toBe(b.fingerprint256),
@@ -347,5 +355,6 @@ describeWithConsul('TLS certificates from Consul KV and a directory', (consul) =
     const f = await start({ consulPrefix: prefix, enabled: false })
     expect(f.updates).toEqual([[]])
     expect(f.sources.watches()).toEqual([])
+    expect(certificateReport(f.store, f.sources)).toEqual({ certificates: [], problems: [] })
   })
 })

@@ -1,8 +1,11 @@
 // What an operator sees of the certificates: the expiry gauge, problems in
 // /api/problems and switchyard_problems, the status page section.
 
+import { once } from 'node:events'
+import type { AddressInfo } from 'node:net'
 import { describe, expect, it } from 'vitest'
 import { ProblemTracker } from '../../src/admin/problems.js'
+import { createAdminServer } from '../../src/admin/server.js'
 import { renderStatusPage } from '../../src/admin/status-page.js'
 import { readiness } from '../../src/admin/views.js'
 import { SwitchyardMetrics } from '../../src/metrics/metrics.js'
@@ -135,8 +138,9 @@ describe('certificate problems and the status page', () => {
     expect(section).toContain('key switchyard/certs/old')
   })
 
-  it('has no certificate section where no certificates are served', () => {
+  it('has no certificate section where no certificates are served and none is wanted', () => {
     const page = renderStatusPage({
+      certificates: { certificates: [], problems: [] },
       now: NOW,
       readiness: readiness(status(), 60_000, 1),
       swappedAt: NOW,
@@ -148,5 +152,48 @@ describe('certificate problems and the status page', () => {
       nonce: 'n',
     })
     expect(page).not.toContain('id="certificates"')
+  })
+})
+
+describe('admin API', () => {
+  it('/api/certificates lists what is served and set aside; /api/problems includes the latter', async () => {
+    const report: CertificateReport = { certificates: [view({ default: true })], problems: [badKey] }
+    const admin = createAdminServer({
+      store: new TableStore(),
+      status,
+      readinessMaxStaleMs: 60_000,
+      config: {},
+      certificates: () => report,
+    })
+    admin.listen(0, '127.0.0.1')
+    await once(admin, 'listening')
+    const base = `http://127.0.0.1:${(admin.address() as AddressInfo).port}`
+    try {
+      const certificates = await (await fetch(`${base}/api/certificates`)).json()
+      expect(certificates).toEqual(report)
+      const problems = (await (await fetch(`${base}/api/problems`)).json()) as { source: string }[]
+      expect(problems).toEqual([{ ...badKey, source: 'certificates', since: expect.any(String) }])
+      const page = await (await fetch(`${base}/`)).text()
+      expect(page).toContain('<section id="certificates">')
+    } finally {
+      admin.close()
+    }
+  })
+
+  it('/api/certificates is empty where no certificates are served', async () => {
+    const admin = createAdminServer({
+      store: new TableStore(),
+      status,
+      readinessMaxStaleMs: 60_000,
+      config: {},
+    })
+    admin.listen(0, '127.0.0.1')
+    await once(admin, 'listening')
+    try {
+      const res = await fetch(`http://127.0.0.1:${(admin.address() as AddressInfo).port}/api/certificates`)
+      expect(await res.json()).toEqual({ certificates: [], problems: [] })
+    } finally {
+      admin.close()
+    }
   })
 })
