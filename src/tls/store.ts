@@ -91,7 +91,7 @@ export class CertificateStore {
   private readonly log: Logger | null
   private readonly clock: Clock
   private selection: Selection = EMPTY
-  private entries_: readonly CertificateEntry[] = []
+  private lastEntries: readonly CertificateEntry[] = []
   /** Contexts by entry digest, so an update rebuilds only what changed. */
   private contexts = new Map<string, SecureContext>()
   private readonly listeners: (() => void)[] = []
@@ -138,7 +138,7 @@ export class CertificateStore {
 
   /** Takes a full new list of entries (what CertificateSources delivers); swaps when done. */
   update(entries: readonly CertificateEntry[], now: number = this.clock.now()): void {
-    this.entries_ = entries
+    this.lastEntries = entries
     const before = this.selection
     const checked = checkCertificates(entries, now)
     const problems = [...checked.problems]
@@ -175,7 +175,7 @@ export class CertificateStore {
 
   /** The entries last given to update(): what a primary process hands to its workers. */
   get entries(): readonly CertificateEntry[] {
-    return this.entries_
+    return this.lastEntries
   }
 
   /** Called after every update (e.g. to give a server's own context the new default). */
@@ -276,7 +276,7 @@ export class CertificateStore {
     this.timer = setTimeout(
       () => {
         this.timer = null
-        if (this.entries_ === entries) this.update(entries)
+        if (this.lastEntries === entries) this.update(entries)
       },
       Math.min(Math.max(recheckAt - now, 0), MAX_TIMER_MS),
     )

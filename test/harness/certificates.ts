@@ -26,8 +26,8 @@ export interface IssueOptions {
   /** Validity; default: from an hour ago for 30 days. */
   readonly notBefore?: Date
   readonly notAfter?: Date
-  /** Key type; default EC P-256 (fast to make). */
-  readonly keyType?: 'ec' | 'rsa'
+  /** Key type; default EC P-256 (fast to make). `rsa-512` is too weak for TLS. */
+  readonly keyType?: 'ec' | 'rsa' | 'rsa-512'
 }
 
 /** True when the openssl command is there (Debian's `openssl` package). */
@@ -163,8 +163,9 @@ export class TestCertificates {
   }
 }
 
-function keyArgs(type: 'ec' | 'rsa'): string[] {
-  return type === 'ec' ? ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256'] : ['-newkey', 'rsa:2048']
+function keyArgs(type: 'ec' | 'rsa' | 'rsa-512'): string[] {
+  if (type === 'ec') return ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256']
+  return ['-newkey', type === 'rsa' ? 'rsa:2048' : 'rsa:512']
 }
 
 /** `YYYYMMDDHHMMSSZ`, as `openssl ca -startdate/-enddate` wants it. */

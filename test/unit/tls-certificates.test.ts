@@ -213,6 +213,21 @@ describe.runIf(await hasOpenssl())('certificates', () => {
       expect(store.certificateFor('www.example.test')?.name).toBe('api')
     })
 
+    it('sets aside a certificate that parses but that TLS refuses (a key too weak)', async () => {
+      const weak = await certs.issue({ dns: ['weak.example.test'], keyType: 'rsa-512' })
+      const store = new CertificateStore(settings())
+      store.update([key('weak', weak.pem), key('api', api.pem)])
+      expect(store.list().certificates.map((c) => c.name)).toEqual(['api'])
+      expect(store.list().problems).toEqual([
+        {
+          code: 'SWY_ERR_CERTIFICATE',
+          subject: 'key weak',
+          message: expect.stringMatching(/^TLS refuses it: .*key too small/),
+        },
+      ])
+      expect(store.certificateFor('weak.example.test')?.name).toBe('api')
+    })
+
     it('has nothing to serve without a usable certificate', () => {
       const store = new CertificateStore(settings())
       expect(store.secureContextFor('api.example.test')).toBeNull()
