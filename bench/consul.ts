@@ -3,8 +3,8 @@
 // token, Fabio with a token of its own that reads the catalog and its KV path,
 // and the benchmark writes with the management token.
 
-import { ConsulAgent, type ConsulInfo, findConsulBinary } from '../test/harness/consul-agent.js'
-import { ConsulApi } from '../test/harness/consul-api.js'
+import { ConsulAgent, type ConsulInfo, findConsulBinary } from '../dev/consul/agent.js'
+import { ConsulApi } from '../dev/consul/api.js'
 
 export interface BenchConsul {
   readonly agent: ConsulAgent

@@ -5,12 +5,13 @@
 // switchyardContender(name, extra CLI arguments).
 
 import { execFile } from 'node:child_process'
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import { promisify } from 'node:util'
 import { stringify } from 'yaml'
-import { freePort } from '../test/harness/consul-agent.js'
+import { freePort } from '../dev/consul/agent.js'
 import type { BenchConsul } from './consul.js'
+import { startNginx } from './nginx.js'
 import { Child, nodeTs, ROOT, waitForHttp } from './procs.js'
 
 export interface BenchContext {
@@ -46,19 +47,22 @@ export interface Contender {
   readonly role: Role
   /** One line for the report: what runs and how it is configured. */
   readonly what: string
-  probe(): Promise<Probe>
+  /** `mayBuild`: whether a missing contender may be built now (Fabio, with Go; minutes). */
+  probe(options?: { readonly mayBuild: boolean }): Promise<Probe>
   start(ctx: BenchContext): Promise<Running>
 }
 
 const exec = promisify(execFile)
 const START_TIMEOUT_MS = 30_000
+/** Enough for the 1,000-connection workload's clients plus upstream connections. */
+export const PROXY_OPEN_FILES = 4_096
 
 /** The backend itself: what a request costs with nothing in between. */
 export const direct: Contender = {
   name: 'direct',
   role: 'baseline',
-  what: 'no proxy: the load generator talks to the backend',
-  probe: async () => ({ ok: true, version: `node ${process.version}` }),
+  what: 'no proxy: the load generator talks to the backend (the reference for what a proxy adds)',
+  probe: async () => ({ ok: true, version: 'the backend' }),
   start: async (ctx) => ({ name: 'direct', url: ctx.backendOrigin, pid: null, stop: async () => {} }),
 }
 
@@ -113,7 +117,7 @@ export async function startSwitchyardProcess(options: SwitchyardProcessOptions):
     options.name,
     process.execPath,
     [...(options.nodeArgs ?? []), main, 'serve', '--config', configFile, ...(options.args ?? [])],
-    { env, onLine: options.onLine },
+    { env, onLine: options.onLine, openFiles: PROXY_OPEN_FILES },
   )
   const adminUrl = `http://127.0.0.1:${adminPort}`
   try {
@@ -141,10 +145,10 @@ export function switchyardContender(
     role: 'switchyard',
     what,
     probe: async () => {
-      const main = join(dist ?? join(ROOT, 'dist'), 'cli/main.js')
+      const tree = dist ?? join(ROOT, 'dist')
+      const main = join(tree, 'cli/main.js')
       if (!existsSync(main)) return { ok: false, reason: `${main} is not built (npm run build)` }
-      const pkg = (await import('../package.json', { with: { type: 'json' } })).default as { version: string }
-      return { ok: true, version: `${pkg.version} on node ${process.version}` }
+      return { ok: true, version: `${await buildVersion(tree)} on node ${process.version}` }
     },
     start: async (ctx) => {
       const sy = await startSwitchyardProcess({
@@ -161,13 +165,40 @@ export function switchyardContender(
   }
 }
 
+/**
+ * `0.1.0 (a1b2c3d, uncommitted changes)` for the checkout a dist/ folder was
+ * built in, so a report says which build of Switchyard it measured.
+ */
+async function buildVersion(tree: string): Promise<string> {
+  const checkout = dirname(tree)
+  let version = '?'
+  try {
+    version = (JSON.parse(readFileSync(join(checkout, 'package.json'), 'utf8')) as { version: string })
+      .version
+  } catch {
+    // a dist/ outside a checkout: no version to give
+  }
+  try {
+    const head = (await exec('git', ['-C', checkout, 'rev-parse', '--short', 'HEAD'])).stdout.trim()
+    const dirty = (await exec('git', ['-C', checkout, 'status', '--porcelain', '--', 'src'])).stdout.trim()
+    return `${version} (${head}${dirty ? ', uncommitted changes in src/' : ''})`
+  } catch {
+    return version
+  }
+}
+
 /** Starts a Node process that prints `listening <port>` when ready. */
-async function startListening(name: string, command: string, args: readonly string[]): Promise<Running> {
+export async function startListening(
+  name: string,
+  command: string,
+  args: readonly string[],
+): Promise<Running> {
   let resolvePort: (port: number) => void = () => {}
   const port = new Promise<number>((resolve) => {
     resolvePort = resolve
   })
   const child = new Child(name, command, args, {
+    openFiles: PROXY_OPEN_FILES,
     onLine: (line) => {
       const match = /^listening (\d+)$/.exec(line)
       if (match) resolvePort(Number(match[1]))
@@ -190,44 +221,45 @@ async function startListening(name: string, command: string, args: readonly stri
   }
 }
 
-export async function startBackend(name = 'backend'): Promise<Running> {
-  const [cmd, args] = nodeTs('backend.ts', [name])
-  return startListening(name, cmd, args)
-}
-
+/**
+ * Today's request path without Switchyard's routing: a node:http server
+ * forwarding through an undici Pool (bench/forwarders/undici.ts, a copy of
+ * that path kept in the benchmark so it stays measurable once the engine in
+ * src/proxy/ replaces it).
+ */
 export const undiciForwarder: Contender = {
-  name: 'undici engine',
+  name: 'node:http+undici',
   role: 'engine',
-  what: "Switchyard's forwarding alone (src/proxy/forward.ts, upstreams, headers): no table, lookup or pick",
+  what: 'the request path before the socket-level engine: node:http server + undici Pool dispatch handler, header rewriting; no table, lookup or pick (bench/forwarders/undici.ts)',
   probe: async () => {
     const pkg = (await import('undici/package.json', { with: { type: 'json' } })).default as {
       version: string
     }
-    return { ok: true, version: `undici ${pkg.version}` }
+    return { ok: true, version: `undici ${pkg.version} on node ${process.version}` }
   },
   start: async (ctx) => {
     const [cmd, args] = nodeTs('forwarders/undici.ts', [ctx.backendOrigin])
-    return startListening('undici engine', cmd, args)
+    return startListening('node:http+undici', cmd, args)
   },
 }
 
 export const httpProxyForwarder: Contender = {
-  name: 'http-proxy engine',
+  name: 'http-proxy',
   role: 'engine',
-  what: 'minimal forwarder on the http-proxy package (keep-alive agent, xfwd): no table, lookup or pick',
+  what: 'minimal forwarder on the http-proxy package (node:http server, keep-alive agent, xfwd): no table, lookup or pick',
   probe: async () => {
     try {
       const pkg = (await import('http-proxy/package.json', { with: { type: 'json' } })).default as {
         version: string
       }
-      return { ok: true, version: `http-proxy ${pkg.version}` }
+      return { ok: true, version: `http-proxy ${pkg.version} on node ${process.version}` }
     } catch {
       return { ok: false, reason: 'http-proxy is not installed (npm ci installs devDependencies)' }
     }
   },
   start: async (ctx) => {
     const [cmd, args] = nodeTs('forwarders/http-proxy.ts', [ctx.backendOrigin])
-    return startListening('http-proxy engine', cmd, args)
+    return startListening('http-proxy', cmd, args)
   },
 }
 
@@ -248,29 +280,23 @@ async function versionOf(command: string, args: string[], pattern: RegExp): Prom
 export const nginx: Contender = {
   name: 'nginx',
   role: 'peer',
-  what: 'NGINX (Debian package), upstream keepalive 64, access log off, proxy_max_temp_file_size 0',
+  what: 'NGINX (Debian package), upstream keepalive 1024 (no reconnects at 1,000 connections), request bodies streamed (proxy_request_buffering off), access log off, proxy_max_temp_file_size 0',
   probe: () => versionOf('nginx', ['-v'], /nginx\/(\S+)/),
   start: async (ctx) => {
-    const dir = join(ctx.tmp, 'nginx')
-    mkdirSync(dir, { recursive: true })
     const port = await freePort()
     const upstream = new URL(ctx.backendOrigin)
-    const conf = `# generated by bench/contenders.ts
-worker_processes ${ctx.peerWorkers};
-daemon off;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log error;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/client_body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  upstream backend {
+    const url = `http://127.0.0.1:${port}`
+    const p = await startNginx({
+      name: 'nginx',
+      dir: join(ctx.tmp, 'nginx'),
+      workers: ctx.peerWorkers,
+      probeUrl: `${url}${ctx.probePath}`,
+      http: `  upstream backend {
     server ${upstream.host};
-    keepalive 64;
+    # Idle upstream connections kept per worker: as many as the largest
+    # workload has clients, so NGINX is measured forwarding, not reconnecting.
+    keepalive 1024;
+    keepalive_requests 10000000;
   }
   server {
     listen 127.0.0.1:${port};
@@ -283,27 +309,16 @@ http {
       proxy_set_header X-Forwarded-Proto $scheme;
       # Stream large bodies rather than spill them to disk.
       proxy_max_temp_file_size 0;
+      # Request bodies stream to the instance as they arrive, as every other
+      # contender does. NGINX's default buffers a body first, and one larger
+      # than client_body_buffer_size (8 KiB on x86-64: the 16 KiB POST) goes
+      # through a temporary file: that would measure the disk, not forwarding.
+      proxy_request_buffering off;
+      client_body_buffer_size 64k;
     }
-  }
-}
-`
-    writeFileSync(join(dir, 'nginx.conf'), conf)
-    const child = new Child('nginx', 'nginx', [
-      '-p',
-      dir,
-      '-c',
-      join(dir, 'nginx.conf'),
-      '-e',
-      join(dir, 'error.log'),
-    ])
-    const url = `http://127.0.0.1:${port}`
-    try {
-      await waitForHttp(`${url}${ctx.probePath}`, START_TIMEOUT_MS, child)
-    } catch (err) {
-      await child.stop()
-      throw err
-    }
-    return { name: 'nginx', url, pid: child.pid, stop: () => child.stop() }
+  }`,
+    })
+    return { name: 'nginx', url, pid: p.child.pid, stop: () => p.stop() }
   },
 }
 
@@ -324,6 +339,8 @@ global
 
 defaults
   mode http
+  # Room for the 1,000-connection workload (a frontend's default is lower).
+  maxconn 4096
   option http-keep-alive
   option forwardfor
   http-reuse safe
@@ -339,7 +356,10 @@ backend backend
   server backend ${upstream.host}
 `
     writeFileSync(join(dir, 'haproxy.cfg'), conf)
-    const child = new Child('haproxy', 'haproxy', ['-db', '-f', join(dir, 'haproxy.cfg')])
+    // Two sockets per connection: HAProxy refuses a maxconn its file limit cannot hold.
+    const child = new Child('haproxy', 'haproxy', ['-db', '-f', join(dir, 'haproxy.cfg')], {
+      openFiles: 2 * 4096 + 100,
+    })
     const url = `http://127.0.0.1:${port}`
     try {
       await waitForHttp(`${url}${ctx.probePath}`, START_TIMEOUT_MS, child)
@@ -353,11 +373,20 @@ backend backend
 
 let fabioPath: Promise<string> | null = null
 
-/** The fabio binary (scripts/fabio: FABIO_BIN, PATH, cache, else a build with Go). */
-export function fabioBinary(): Promise<string> {
-  fabioPath ??= exec('bash', [join(ROOT, 'scripts/fabio')], { timeout: 20 * 60_000 }).then((r) =>
-    r.stdout.trim(),
-  )
+/**
+ * The fabio binary (scripts/fabio: FABIO_BIN, PATH, cache, else a build with
+ * Go unless `mayBuild` is false).
+ */
+export function fabioBinary(mayBuild = true): Promise<string> {
+  if (fabioPath === null) {
+    const env = mayBuild ? process.env : { ...process.env, FABIO_NO_BUILD: '1' }
+    const found = exec('bash', [join(ROOT, 'scripts/fabio')], { timeout: 20 * 60_000, env }).then((r) =>
+      r.stdout.trim(),
+    )
+    // A refusal to build is not remembered: a later caller may allow it.
+    if (!mayBuild) return found
+    fabioPath = found
+  }
   return fabioPath
 }
 
@@ -373,18 +402,23 @@ export async function startFabioProcess(
 ): Promise<{ child: Child; url: string; uiUrl: string }> {
   const [port, uiPort] = [await freePort(), await freePort()]
   const consul = new URL(options.consulAddress)
-  const child = new Child('fabio', await fabioBinary(), [
-    `-proxy.addr=127.0.0.1:${port}`,
-    `-ui.addr=127.0.0.1:${uiPort}`,
-    `-registry.consul.addr=${consul.host}`,
-    `-registry.consul.token=${options.token}`,
-    '-registry.consul.register.enabled=false',
-    // Switchyard's rule: every check must pass.
-    '-registry.consul.checksRequired=all',
-    '-proxy.strategy=rr',
-    `-runtime.gomaxprocs=${options.gomaxprocs}`,
-    '-log.level=WARN',
-  ])
+  const child = new Child(
+    'fabio',
+    await fabioBinary(),
+    [
+      `-proxy.addr=127.0.0.1:${port}`,
+      `-ui.addr=127.0.0.1:${uiPort}`,
+      `-registry.consul.addr=${consul.host}`,
+      `-registry.consul.token=${options.token}`,
+      '-registry.consul.register.enabled=false',
+      // Switchyard's rule: every check must pass.
+      '-registry.consul.checksRequired=all',
+      '-proxy.strategy=rr',
+      `-runtime.gomaxprocs=${options.gomaxprocs}`,
+      '-log.level=WARN',
+    ],
+    { openFiles: PROXY_OPEN_FILES },
+  )
   const uiUrl = `http://127.0.0.1:${uiPort}`
   try {
     await waitForHttp(`${uiUrl}/health`, START_TIMEOUT_MS, child)
@@ -399,9 +433,9 @@ export const fabio: Contender = {
   name: 'fabio',
   role: 'peer',
   what: 'Fabio (release pinned in scripts/fabio), same Consul and urlprefix- tags, checksRequired=all, strategy rr',
-  probe: async () => {
+  probe: async (options) => {
     try {
-      const binary = await fabioBinary()
+      const binary = await fabioBinary(options?.mayBuild ?? true)
       const probe = await versionOf(binary, ['-v'], /^(\S+)/)
       // scripts/fabio caches release vX as fabio-X/fabio; v1.5.15 calls itself 1.5.14.
       const release = /fabio-([\d.]+)\/fabio$/.exec(binary)?.[1]
@@ -430,27 +464,35 @@ export const fabio: Contender = {
 }
 
 /**
- * Every contender, in report order. `compareDist` adds a second Switchyard
- * running another compiled tree (`--compare-dist DIR`), for before/after
- * figures of a change in one interleaved run.
+ * Every contender, in report order. `dist` is the Switchyard build under test
+ * (default: this checkout's dist/, `--dist DIR`); `compareDist` adds a second
+ * Switchyard running another compiled tree (`--compare-dist DIR`), for
+ * before/after figures of a change in one interleaved run.
  */
-export function contenders(compareDist: string | null = null): Contender[] {
+export function contenders(dist: string | null = null, compareDist: string | null = null): Contender[] {
+  const from = dist ? ` from ${dist}` : ''
   return [
     direct,
-    switchyardContender(),
-    // One primary and two proxy workers: on this 2-core box they compete with
+    switchyardContender(
+      'switchyard',
+      [],
+      `switchyard serve --workers 1 (one process)${from}, otherwise the default config`,
+      dist ?? undefined,
+    ),
+    // One primary and two proxy workers: on a 2-core box they compete with
     // the load generator and the backend for the same cores (reported as such).
     switchyardContender(
       'switchyard x2',
       ['--workers', '2'],
-      'switchyard serve --workers 2 (a primary and two proxy workers)',
+      `switchyard serve --workers 2 (a primary and two proxy workers)${from}`,
+      dist ?? undefined,
     ),
     ...(compareDist
       ? [
           switchyardContender(
             'switchyard (compared build)',
             [],
-            `switchyard serve from ${compareDist}`,
+            `switchyard serve --workers 1 from ${compareDist}`,
             compareDist,
           ),
         ]

@@ -8,7 +8,7 @@
 import { writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
-import { exitedChildrenCpuSeconds, runToEnd } from './procs.js'
+import { exitedChildrenCpuSeconds, runToEnd, withOpenFiles } from './procs.js'
 
 export type LoadTool = 'wrk' | 'autocannon'
 
@@ -18,6 +18,10 @@ export interface LoadSpec {
   readonly seconds: number
   /** Approximate total request rate; absent for as fast as possible. */
   readonly rate?: number
+  /** GET when absent. */
+  readonly method?: 'GET' | 'POST'
+  /** Bytes of request body sent with every request (a POST's). */
+  readonly bodyBytes?: number
 }
 
 export interface LoadResult {
@@ -54,10 +58,19 @@ type Measured = Omit<LoadResult, 'loadgenCpu'>
 async function runWrk(spec: LoadSpec, scratch: string): Promise<Measured> {
   // wrk's delay() is per connection, in whole milliseconds, after each answer.
   const delayMs = spec.rate ? Math.max(1, Math.round((spec.connections * 1000) / spec.rate)) : 0
-  const script = join(scratch, `wrk-${delayMs}.lua`)
+  const method = spec.method ?? 'GET'
+  const bodyBytes = spec.bodyBytes ?? 0
+  const script = join(scratch, `wrk-${method}-${bodyBytes}-${delayMs}.lua`)
+  const lines = [
+    `wrk.method = "${method}"`,
+    // One body string built once: wrk sends the same request bytes every time.
+    bodyBytes > 0 ? `wrk.body = string.rep("x", ${bodyBytes})` : '',
+    bodyBytes > 0 ? 'wrk.headers["Content-Type"] = "application/octet-stream"' : '',
+    delayMs > 0 ? `function delay() return ${delayMs} end` : '',
+  ]
   writeFileSync(
     script,
-    `${delayMs > 0 ? `function delay() return ${delayMs} end\n` : ''}
+    `${lines.filter(Boolean).join('\n')}
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -67,11 +80,17 @@ function done(summary, latency, requests)
 end
 `,
   )
-  const { stdout, code } = await runToEnd(
-    'wrk',
-    ['-t1', `-c${spec.connections}`, `-d${spec.seconds}s`, '--timeout', '10s', '-s', script, spec.url],
-    { timeoutMs: (spec.seconds + 30) * 1000 },
-  )
+  const [command, args] = withOpenFiles(spec.connections + 64, 'wrk', [
+    '-t1',
+    `-c${spec.connections}`,
+    `-d${spec.seconds}s`,
+    '--timeout',
+    '10s',
+    '-s',
+    script,
+    spec.url,
+  ])
+  const { stdout, code } = await runToEnd(command, args, { timeoutMs: (spec.seconds + 30) * 1000 })
   const line = stdout.split('\n').find((l) => l.startsWith('WRK_RESULT '))
   if (code !== 0 || line === undefined) throw new Error(`wrk failed (exit ${code}): ${stdout.slice(-1_000)}`)
   const r = JSON.parse(line.slice('WRK_RESULT '.length)) as Record<string, number>
@@ -93,6 +112,8 @@ async function runAutocannon(spec: LoadSpec): Promise<Measured> {
   const bin = createRequire(import.meta.url).resolve('autocannon/autocannon.js')
   const args = [bin, '-j', '-c', String(spec.connections), '-d', String(spec.seconds)]
   if (spec.rate) args.push('-R', String(spec.rate))
+  if (spec.method) args.push('-m', spec.method)
+  if (spec.bodyBytes) args.push('-b', 'x'.repeat(spec.bodyBytes))
   const { stdout, code } = await runToEnd(process.execPath, [...args, spec.url], {
     timeoutMs: (spec.seconds + 30) * 1000,
   })

@@ -1,9 +1,10 @@
 // `npm run bench [-- flags]`: runs the benchmark and writes its report.
 //   full (default)  bench/results/<machine kind>.md and .json, the committed report
-//   --quick         a sanity run of a couple of minutes, to bench/results/tmp/
+//   --quick         a sanity run of about a minute, to bench/results/tmp/
 // Flags: --sections throughput,convergence,scale,routing,profile  --profile (adds the profile)
-//        --contenders switchyard,nginx  --no-peers  --tool wrk|autocannon  --seconds N
+//        --contenders switchyard,nginx  --no-peers  --tool wrk|autocannon  --seconds N  --warmup N
 //        --rounds N  --trials N  --peer-workers N  --out <path without extension>
+//        --dist <dist folder>          (the Switchyard build to measure; default ./dist)
 //        --compare-dist <dist folder>  (a second Switchyard from another build, for before/after)
 
 import { mkdirSync, writeFileSync } from 'node:fs'
@@ -13,14 +14,22 @@ import { renderMarkdown } from './report.js'
 import { type BenchOptions, type Mode, preset, runBench, SECTIONS, type Section } from './run.js'
 
 const USAGE = `usage: npm run bench -- [--quick] [--sections a,b] [--profile] [--contenders a,b] [--no-peers]
-                      [--tool wrk|autocannon] [--seconds N] [--rounds N] [--trials N]
-                      [--peer-workers N] [--compare-dist DIR] [--out PATH]
+                      [--tool wrk|autocannon] [--seconds N] [--warmup N] [--rounds N] [--trials N]
+                      [--peer-workers N] [--dist DIR] [--compare-dist DIR] [--out PATH]
 sections: ${SECTIONS.join(', ')}`
 
 function positive(name: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined
   const n = Number(value)
   if (!Number.isInteger(n) || n < 1) throw new Error(`--${name}: "${value}" is not a positive integer`)
+  return n
+}
+
+/** A whole number of seconds, 0 allowed (no warm-up). */
+function whole(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined
+  const n = Number(value)
+  if (!Number.isInteger(n) || n < 0) throw new Error(`--${name}: "${value}" is not a whole number`)
   return n
 }
 
@@ -36,9 +45,11 @@ export function parseBenchArgs(argv: readonly string[]): { options: BenchOptions
       'no-peers': { type: 'boolean' },
       tool: { type: 'string' },
       seconds: { type: 'string' },
+      warmup: { type: 'string' },
       rounds: { type: 'string' },
       trials: { type: 'string' },
       'peer-workers': { type: 'string' },
+      dist: { type: 'string' },
       'compare-dist': { type: 'string' },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -68,9 +79,11 @@ export function parseBenchArgs(argv: readonly string[]): { options: BenchOptions
     only: values.contenders ? values.contenders.split(',') : [],
     tool: (values.tool as 'wrk' | 'autocannon' | undefined) ?? base.tool,
     seconds: positive('seconds', values.seconds) ?? base.seconds,
+    warmupSeconds: whole('warmup', values.warmup) ?? base.warmupSeconds,
     rounds: positive('rounds', values.rounds) ?? base.rounds,
     trials: positive('trials', values.trials) ?? base.trials,
     peerWorkers: positive('peer-workers', values['peer-workers']) ?? base.peerWorkers,
+    dist: values.dist ? resolve(values.dist) : null,
     compareDist: values['compare-dist'] ? resolve(values['compare-dist']) : null,
   }
   return { options, out: values.out ?? null }

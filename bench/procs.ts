@@ -5,6 +5,7 @@
 
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { readdirSync, readFileSync } from 'node:fs'
+import { createServer } from 'node:net'
 import { sleep } from './stats.js'
 
 /** The repository's root: children run here, so `--import tsx` resolves from its node_modules. */
@@ -35,6 +36,8 @@ export interface ChildOptions {
   readonly cwd?: string
   /** Called with each line of stdout and stderr. */
   readonly onLine?: (line: string, stream: 'stdout' | 'stderr') => void
+  /** Open files the process must be allowed (its soft limit is raised when lower; see withOpenFiles). */
+  readonly openFiles?: number
 }
 
 /** A child process with its output kept (the last 64 KiB) for error messages. */
@@ -47,7 +50,8 @@ export class Child {
   constructor(name: string, command: string, args: readonly string[], options: ChildOptions = {}) {
     installCleanup()
     this.name = name
-    const child = spawn(command, args, {
+    const [cmd, argv] = options.openFiles ? withOpenFiles(options.openFiles, command, args) : [command, args]
+    const child = spawn(cmd, argv, {
       env: options.env ?? process.env,
       cwd: options.cwd ?? ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -189,8 +193,16 @@ export function exitedChildrenCpuSeconds(): number {
 
 /** Resident set size of `root` and its live descendants, in bytes. */
 export function treeRssBytes(root: number): number {
+  return rssBytesOf(processTree(root))
+}
+
+/**
+ * Resident set size of these processes added up, in bytes (pages shared
+ * between them, such as NGINX's master and worker, count once per process).
+ */
+export function rssBytesOf(pids: readonly number[]): number {
   let kib = 0
-  for (const pid of processTree(root)) {
+  for (const pid of pids) {
     try {
       const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
       kib += Number(match?.[1] ?? 0)
@@ -199,6 +211,19 @@ export function treeRssBytes(root: number): number {
     }
   }
   return kib * 1024
+}
+
+/** CPU seconds the whole machine has spent busy (all cores, /proc/stat: anything but idle and iowait). */
+export function machineBusySeconds(): number {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? ''
+    // cpu user nice system idle iowait irq softirq steal guest guest_nice; guest
+    // time is already inside user, and steal is time this machine did not get.
+    const [user, nice, system, , , irq, softirq] = line.trim().split(/\s+/).slice(1).map(Number)
+    return ((user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (softirq ?? 0)) / CLOCK_TICKS
+  } catch {
+    return 0
+  }
 }
 
 /** Resolves when `check` returns true; throws with `what` after `timeoutMs`. */
@@ -247,4 +272,47 @@ export async function waitForHttp(url: string, timeoutMs: number, child?: Child)
 /** Command and arguments that run a TypeScript file of bench/ in a new Node process (cwd: ROOT). */
 export function nodeTs(script: string, args: readonly string[] = []): [string, string[]] {
   return [process.execPath, ['--import', 'tsx', new URL(script, import.meta.url).pathname, ...args]]
+}
+
+/** This process's limit on open files: [soft, hard] (Infinity for unlimited). */
+export function openFilesLimit(): [number, number] {
+  try {
+    const match = /^Max open files\s+(\S+)\s+(\S+)/m.exec(readFileSync('/proc/self/limits', 'utf8'))
+    const n = (v: string | undefined) => (v === undefined || v === 'unlimited' ? Infinity : Number(v))
+    return [n(match?.[1]), n(match?.[2])]
+  } catch {
+    return [Infinity, Infinity]
+  }
+}
+
+/**
+ * The command to run so that it may open `needed` files: as is when the
+ * inherited soft limit allows it, else through a shell that raises its soft
+ * limit to the hard one first (`exec` keeps the pid, so /proc readings and
+ * signals still reach the command itself). Throws when even the hard limit
+ * is too low, rather than measuring connection errors.
+ */
+export function withOpenFiles(needed: number, command: string, args: readonly string[]): [string, string[]] {
+  const [soft, hard] = openFilesLimit()
+  if (soft >= needed) return [command, [...args]]
+  if (hard < needed) {
+    throw new Error(
+      `${command} needs ${needed} open files but the hard limit is ${hard}: raise it (ulimit -Hn) or use fewer connections`,
+    )
+  }
+  return ['sh', ['-c', `ulimit -n ${hard === Infinity ? needed : hard} && exec "$0" "$@"`, command, ...args]]
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (the kernel's pick). */
+export function loopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.on('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      server.close(() =>
+        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
+      )
+    })
+  })
 }

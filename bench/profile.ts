@@ -51,9 +51,9 @@ export async function profileSwitchyard(
   artifacts: string,
   path: string,
   tool: LoadTool,
-  load: { seconds: number; warmupSeconds: number; connections: number; rate?: number },
+  load: { seconds: number; warmupSeconds: number; connections: number; rate?: number; dist?: string },
 ): Promise<ProfileResult> {
-  const { seconds, warmupSeconds, connections, rate } = load
+  const { seconds, warmupSeconds, connections, rate, dist } = load
   const dir = mkdtempSync(join(artifacts, 'profile-'))
   const sy = await startSwitchyardProcess({
     name: 'switchyard-profiled',
@@ -61,6 +61,7 @@ export async function profileSwitchyard(
     consulAddress: consul.info.address,
     token: consul.info.proxyToken,
     nodeArgs: ['--cpu-prof', '--cpu-prof-dir', dir],
+    dist,
   })
   let result: LoadResult
   let stopped = false

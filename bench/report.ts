@@ -1,36 +1,51 @@
-// Renders a BenchReport as Markdown: every figure next to its ratio to NGINX
-// and to Fabio from the same run, the goals with where they stand, and the
-// machine it was measured on.
+// Renders a BenchReport as Markdown. Every throughput figure stands beside its
+// ratio to NGINX from the same run (the median over the rounds of the
+// per-round ratio, so a slow minute of the machine moves both sides); the
+// headline table gives Switchyard / NGINX per workload with HAProxy and Fabio
+// beside it; then the goals with where they stand, and the machine.
 
 import type { ScenarioResult } from './convergence.js'
 import type { BenchReport } from './run.js'
-import { ratio } from './stats.js'
-import type { ThroughputSummary } from './throughput.js'
+import { median, ratio } from './stats.js'
+import { METRICS, type RoundRatios, roundRatio, type ThroughputSummary } from './throughput.js'
 
 const int = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'n/a')
 const ms = (n: number | null | undefined, digits = 2) =>
   n === null || n === undefined || !Number.isFinite(n) ? 'n/a' : n.toFixed(digits)
-const times = (r: number | null) => (r === null ? 'n/a' : `${r.toFixed(2)}×`)
+const times = (r: number | null | undefined) =>
+  r === null || r === undefined || !Number.isFinite(r) ? 'n/a' : `${r.toFixed(2)}×`
+const bare = (r: number | null | undefined) =>
+  r === null || r === undefined || !Number.isFinite(r) ? 'n/a' : r.toFixed(2)
+const mb = (bytes: number | null | undefined) =>
+  bytes === null || bytes === undefined ? 'n/a' : (bytes / 1e6).toFixed(0)
+
+/** The contenders the goals and the headline table are about. */
+const SWITCHYARD = 'switchyard'
+const OLD_PATH = 'node:http+undici'
 
 function summary(report: BenchReport, workload: string, contender: string): ThroughputSummary | undefined {
   return report.throughput?.summaries.find((s) => s.workload === workload && s.contender === contender)
 }
 
-/** `value (× NGINX / × Fabio)` for one metric of one contender. */
-function withRatios(
-  report: BenchReport,
-  s: ThroughputSummary,
-  pick: (s: ThroughputSummary) => number | null,
-  format: (n: number) => string,
-): string {
-  const value = pick(s)
-  if (value === null) return '—'
-  const peers = ['nginx', 'fabio'].map((peer) => {
-    if (s.contender === peer) return '1×'
-    const other = summary(report, s.workload, peer)
-    return times(other ? ratio(value, pick(other)) : null)
-  })
-  return `${format(value)} (${peers.join(' / ')})`
+function vs(report: BenchReport, workload: string, contender: string, ref: string): RoundRatios | null {
+  if (contender === ref && summary(report, workload, contender)) {
+    return {
+      rounds: summary(report, workload, contender)?.rounds ?? 0,
+      rps: 1,
+      cpuUsPerRequest: 1,
+      p50Ms: 1,
+      p99Ms: 1,
+    }
+  }
+  return summary(report, workload, contender)?.vs[ref] ?? null
+}
+
+/** Idle RSS of a contender and its ratio to NGINX's. */
+function idle(report: BenchReport, contender: string): { bytes: number | null; vsNginx: number | null } {
+  const list = report.throughput?.idle ?? []
+  const bytes = list.find((i) => i.contender === contender)?.rssBytes ?? null
+  const nginx = list.find((i) => i.contender === 'nginx')?.rssBytes ?? null
+  return { bytes, vsNginx: ratio(bytes, nginx) }
 }
 
 export function renderMarkdown(report: BenchReport): string {
@@ -45,8 +60,11 @@ export function renderMarkdown(report: BenchReport): string {
       `(mode \`${report.options.mode}\`). Reproduce with \`${report.command}\`.`,
   )
   line()
-  line('Ratios are to NGINX and to Fabio measured in the same run, written `(× NGINX / × Fabio)`;')
-  line('for req/s higher is better, for latency and CPU lower is better. `n/a`: that peer did not run.')
+  line(
+    'Every throughput figure has its ratio to NGINX from the same run beside it: the median over the rounds ' +
+      'of the ratio within each round. For req/s higher is better, for latency, CPU and memory lower is ' +
+      'better. `n/a`: that peer did not run.',
+  )
   line()
 
   line('## Machine')
@@ -57,9 +75,17 @@ export function renderMarkdown(report: BenchReport): string {
   line(`| memory | ${m.memoryGiB} GiB (${m.freeMemoryGiB} GiB free at start) |`)
   line(`| system | ${m.os}, Linux ${m.kernel} |`)
   line(`| load average at start | ${m.loadAverage} |`)
+  const other = otherLoad(report)
+  if (other !== null) {
+    line(
+      `| other CPU during the load windows | ${(other * 100).toFixed(0)} % of a core (median; anything but ` +
+        'the contender, the backend and the load generator) |',
+    )
+  }
   line(`| Node.js | ${m.node} |`)
   line(`| Consul | ${report.consulVersion ?? 'not started'} (dev agent, ACLs on) |`)
   line(`| load generator | ${report.loadTool} (one thread; on the same cores as everything else) |`)
+  if (report.backend) line(`| backend | ${report.backend} |`)
   line()
   line('| contender | version | configuration |')
   line('| --- | --- | --- |')
@@ -69,7 +95,9 @@ export function renderMarkdown(report: BenchReport): string {
   line()
 
   renderGoals(report, line)
+  renderHeadline(report, line)
   renderThroughput(report, line)
+  renderMemory(report, line)
   renderEngines(report, line)
   renderConvergence(report, line)
   renderScale(report, line)
@@ -79,21 +107,42 @@ export function renderMarkdown(report: BenchReport): string {
 
   line('## Notes')
   line()
-  for (const note of [...STANDING_NOTES, ...report.notes]) line(`- ${note}`)
+  for (const note of [...STANDING_NOTES, ...stalls(report), ...report.notes]) line(`- ${note}`)
   line()
   return out.join('\n')
 }
 
+/** A round in which a contender answered nothing is a fault to look at, not a slow figure. */
+function stalls(report: BenchReport): string[] {
+  const empty = (report.throughput?.samples ?? []).filter((s) => s.load.requests === 0)
+  const names = [...new Set(empty.map((s) => `${s.contender} (${s.workload})`))]
+  return names.length === 0
+    ? []
+    : [`**Answered nothing in at least one round** (stalled or not forwarding): ${names.join(', ')}.`]
+}
+
+/** Median share of a core used by other work during the load windows; null without throughput. */
+function otherLoad(report: BenchReport): number | null {
+  const samples = report.throughput?.samples ?? []
+  if (samples.length === 0) return null
+  return median(samples.map((s) => s.otherCpu / Math.max(s.load.seconds, 0.001)))
+}
+
 const STANDING_NOTES = [
-  'Everything runs on one machine over loopback: the load generator, the backend (one Node.js ' +
-    'process) and the proxy share the cores, so a proxy that uses less CPU leaves more to the others ' +
-    'and gets more req/s. CPU µs per request is the figure least disturbed by that.',
+  'Everything runs on one machine over loopback: the load generator (one thread), the backend ' +
+    '(see Machine) and the proxy share the cores, so a proxy that uses less CPU leaves more to the ' +
+    'others and gets more req/s. CPU µs per request (the contender’s whole process tree, user + system, ' +
+    'from /proc/<pid>/stat before and after each load window) is the figure least disturbed by that.',
   'Peers run with one worker (NGINX worker_processes 1, HAProxy nbthread 1, Fabio GOMAXPROCS 1) to ' +
     'compare with one Switchyard process; `--peer-workers N` changes that.',
-  'Throughput runs are closed-loop: latency at saturation mostly mirrors throughput (connections / ' +
-    'req/s). The paced workload shows latency below saturation.',
+  'Throughput runs are closed-loop: each connection sends its next request when the answer to the ' +
+    'previous one arrived, so latency at saturation mostly mirrors throughput (connections / req/s).',
+  'RSS is the sum over the contender’s processes (shared pages count once per process): idle after ' +
+    'start-up, before any load; under load the largest of a few samples per window, median over the rounds.',
   'Convergence times start just before the write is sent to Consul, so they include Consul’s own ' +
-    'write (and, for agent checks and registrations, its anti-entropy sync).',
+    'write (and, for agent checks and registrations, its anti-entropy sync). Its backends are Node.js ' +
+    'servers in the benchmark process: they stamp each arrival on the clock of the write, which a ' +
+    'separate backend cannot.',
 ]
 
 type Line = (text?: string) => void
@@ -104,35 +153,50 @@ interface Goal {
   readonly met: boolean | null
 }
 
+function ratioGoal(goal: string, r: number | null, ok: (r: number) => boolean, detail = ''): Goal {
+  return { goal, measured: r === null ? 'n/a' : `${times(r)}${detail}`, met: r === null ? null : ok(r) }
+}
+
 function renderGoals(report: BenchReport, line: Line): void {
   const goals: Goal[] = []
-  for (const workload of ['small', '64k']) {
-    const sy = summary(report, workload, 'switchyard')
-    const ng = summary(report, workload, 'nginx')
-    const fb = summary(report, workload, 'fabio')
-    const vsNginx = sy && ng ? ratio(sy.rps, ng.rps) : null
-    const vsFabio = sy && fb ? ratio(sy.rps, fb.rps) : null
-    goals.push({
-      goal: `req/s ≥ 0.75× NGINX (${workload})`,
-      measured: times(vsNginx),
-      met: vsNginx === null ? null : vsNginx >= 0.75,
-    })
-    goals.push({
-      goal: `req/s ≥ 1.2× Fabio (${workload})`,
-      measured: times(vsFabio),
-      met: vsFabio === null ? null : vsFabio >= 1.2,
-    })
+  const sv = (workload: string, ref: string) => vs(report, workload, SWITCHYARD, ref)
+  const figure = (workload: string, contender: string, pick: (s: ThroughputSummary) => number | null) => {
+    const s = summary(report, workload, contender)
+    return s ? pick(s) : null
   }
-  for (const workload of ['small paced', 'small', '64k']) {
-    const sy = summary(report, workload, 'switchyard')
-    const ng = summary(report, workload, 'nginx')
-    const r = sy && ng ? ratio(sy.p99Ms, ng.p99Ms) : null
-    goals.push({
-      goal: `p99 ≤ 1.5× NGINX (${workload})`,
-      measured: times(r),
-      met: r === null ? null : r <= 1.5,
-    })
-  }
+  const cpu = (contender: string) =>
+    ms(
+      figure('small', contender, (s) => s.cpuUsPerRequest),
+      1,
+    )
+  goals.push(
+    ratioGoal(
+      'small GET: CPU per request ≤ 1.5× NGINX',
+      sv('small', 'nginx')?.cpuUsPerRequest ?? null,
+      (r) => r <= 1.5,
+      ` (${cpu(SWITCHYARD)} µs; NGINX ${cpu('nginx')} µs)`,
+    ),
+  )
+  goals.push(ratioGoal('64 KiB GET: req/s ≥ 1.0× NGINX', sv('64k', 'nginx')?.rps ?? null, (r) => r >= 1.0))
+  goals.push(ratioGoal('64 KiB GET: req/s ≥ 1.2× Fabio', sv('64k', 'fabio')?.rps ?? null, (r) => r >= 1.2))
+  goals.push(
+    ratioGoal('POST 16 KiB: req/s ≥ 0.75× NGINX', sv('post 16k', 'nginx')?.rps ?? null, (r) => r >= 0.75),
+  )
+  const p99 = (contender: string) => ms(figure('1000 conns', contender, (s) => s.p99Ms))
+  goals.push(
+    ratioGoal(
+      'p99 at 1,000 connections ≤ 2× NGINX',
+      sv('1000 conns', 'nginx')?.p99Ms ?? null,
+      (r) => r <= 2,
+      ` (${p99(SWITCHYARD)} ms; NGINX ${p99('nginx')} ms)`,
+    ),
+  )
+  const rest = idle(report, SWITCHYARD)
+  goals.push({
+    goal: 'idle RSS ≤ 60 MB (`--workers 1`)',
+    measured: rest.bytes === null ? 'n/a' : `${mb(rest.bytes)} MB (${times(rest.vsNginx)} NGINX)`,
+    met: rest.bytes === null ? null : rest.bytes / 1e6 <= 60,
+  })
   for (const scenario of ['a-target', 'b-critical', 'c-register'] as const) {
     const r = report.convergence?.find((c) => c.contender === 'switchyard' && c.scenario === scenario)
     const worst = r ? Math.max(r.primary.p99, r.secondary?.p99 ?? 0) : null
@@ -156,11 +220,10 @@ function renderGoals(report: BenchReport, line: Line): void {
   }
   const sy = largest?.proxies.find((p) => p.contender === 'switchyard')
   if (largest && sy) {
-    const mb = sy.rssBytes / 1e6
     goals.push({
       goal: `RSS < 150 MB (${largest.instances.toLocaleString('en-US')} instances)`,
-      measured: `${mb.toFixed(0)} MB`,
-      met: mb < 150,
+      measured: `${mb(sy.rssBytes)} MB`,
+      met: sy.rssBytes / 1e6 < 150,
     })
     const counts = (report.scale ?? []).map((s) => ({
       services: s.services,
@@ -175,12 +238,52 @@ function renderGoals(report: BenchReport, line: Line): void {
   }
   line('## Goals')
   line()
-  line('Goals steer the work; they are not pass/fail tests.')
+  line(
+    'Goals steer the work; they are not pass/fail tests. Throughput goals are for `switchyard` (one process).',
+  )
   line()
   line('| goal | measured | met |')
   line('| --- | --- | --- |')
   for (const g of goals)
     line(`| ${g.goal} | ${g.measured} | ${g.met === null ? 'not measured' : g.met ? 'yes' : '**no**'} |`)
+  line()
+}
+
+/** `req/s · CPU per request · p99` ratios of one contender to a reference, for one workload. */
+function triple(r: RoundRatios | null): string {
+  return r === null ? 'n/a' : `${bare(r.rps)} · ${bare(r.cpuUsPerRequest)} · ${bare(r.p99Ms)}`
+}
+
+function renderHeadline(report: BenchReport, line: Line): void {
+  if (!report.throughput) return
+  line('## Against NGINX')
+  line()
+  line(
+    'Each cell: req/s · CPU per request · p99, as ratios to NGINX in the same run (medians of per-round ' +
+      'ratios). Above 1 is better for req/s, below 1 for CPU and p99.',
+  )
+  line()
+  line(
+    '| workload | NGINX | Switchyard / NGINX | Switchyard `--workers 2` / NGINX | HAProxy / NGINX | Fabio / NGINX | Switchyard / Fabio |',
+  )
+  line('| --- | --- | --- | --- | --- | --- | --- |')
+  for (const w of report.workloads) {
+    const ng = summary(report, w.name, 'nginx')
+    if (!summary(report, w.name, SWITCHYARD)) continue
+    const base = ng
+      ? `${int(ng.rps)} req/s · ${ms(ng.cpuUsPerRequest, 1)} µs · ${ms(ng.p99Ms)} ms`
+      : 'did not run'
+    line(
+      `| ${w.name} | ${base} | ${triple(vs(report, w.name, SWITCHYARD, 'nginx'))} | ` +
+        `${triple(vs(report, w.name, 'switchyard x2', 'nginx'))} | ${triple(vs(report, w.name, 'haproxy', 'nginx'))} | ` +
+        `${triple(vs(report, w.name, 'fabio', 'nginx'))} | ${triple(vs(report, w.name, SWITCHYARD, 'fabio'))} |`,
+    )
+  }
+  line()
+  line(
+    `Workloads: ${report.workloads.map((w) => `**${w.name}**: ${w.what}`).join('; ')}. ` +
+      'The NGINX column gives its own figures (median over the rounds) for scale.',
+  )
   line()
 }
 
@@ -190,9 +293,10 @@ function renderThroughput(report: BenchReport, line: Line): void {
   line('## Throughput and latency')
   line()
   line(
-    `${report.options.rounds} rounds of ${report.options.seconds} s per contender and workload, interleaved, ` +
-      `after a ${report.options.warmupSeconds} s warm-up; medians over the rounds. CPU: the contender's own ` +
-      'processes (from /proc), seconds per round and µs per request.',
+    `${report.options.rounds} round(s) of ${report.options.seconds} s per contender and workload, interleaved ` +
+      `(each round starts with a different contender), after a ${report.options.warmupSeconds} s warm-up. ` +
+      'Figures are medians over the rounds; `×` columns are medians of the per-round ratio to NGINX. ' +
+      'CPU: the contender’s own processes, µs per request served.',
   )
   line()
   for (const w of report.workloads) {
@@ -200,75 +304,67 @@ function renderThroughput(report: BenchReport, line: Line): void {
     if (rows.length === 0) continue
     line(`### ${w.name}: ${w.what}`)
     line()
-    line('| contender | req/s | p50 ms | p99 ms | p99.9 ms | CPU s | CPU µs/req | errors |')
-    line('| --- | --- | --- | --- | --- | --- | --- | --- |')
+    line(
+      '| contender | req/s | × NGINX | p50 ms | × NGINX | p99 ms | × NGINX | max ms | CPU µs/req | × NGINX | RSS MB under load | × NGINX | errors |',
+    )
+    line('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
+    const ngRss = summary(report, w.name, 'nginx')?.rssBytes ?? null
     for (const s of rows) {
+      const r = vs(report, w.name, s.contender, 'nginx')
       line(
-        `| ${s.contender} | ${withRatios(report, s, (x) => x.rps, int)} | ` +
-          `${withRatios(
-            report,
-            s,
-            (x) => x.p50Ms,
-            (n) => ms(n),
-          )} | ` +
-          `${withRatios(
-            report,
-            s,
-            (x) => x.p99Ms,
-            (n) => ms(n),
-          )} | ` +
-          `${withRatios(
-            report,
-            s,
-            (x) => x.p999Ms,
-            (n) => ms(n),
-          )} | ` +
-          `${withRatios(
-            report,
-            s,
-            (x) => x.cpuSeconds,
-            (n) => ms(n),
-          )} | ` +
-          `${withRatios(
-            report,
-            s,
-            (x) => x.cpuUsPerRequest,
-            (n) => ms(n, 1),
-          )} | ${s.errors} |`,
+        `| ${s.contender} | ${int(s.rps)} | ${times(r?.rps)} | ${ms(s.p50Ms)} | ${times(r?.p50Ms)} | ` +
+          `${ms(s.p99Ms)} | ${times(r?.p99Ms)} | ${ms(s.maxMs, 0)} | ${s.cpuUsPerRequest === null ? '—' : ms(s.cpuUsPerRequest, 1)} | ` +
+          `${s.cpuUsPerRequest === null ? '—' : times(r?.cpuUsPerRequest)} | ${s.rssBytes === null ? '—' : mb(s.rssBytes)} | ` +
+          `${s.rssBytes === null ? '—' : times(ratio(s.rssBytes, ngRss))} | ${s.errors} |`,
       )
     }
     line()
   }
 }
 
+function renderMemory(report: BenchReport, line: Line): void {
+  const list = report.throughput?.idle ?? []
+  if (list.length === 0) return
+  line('## Memory at rest')
+  line()
+  line('Resident set after start-up and the first request, before any load.')
+  line()
+  line('| contender | idle RSS MB | × NGINX |')
+  line('| --- | --- | --- |')
+  for (const i of list)
+    line(`| ${i.contender} | ${mb(i.rssBytes)} | ${times(idle(report, i.contender).vsNginx)} |`)
+  line()
+}
+
 function renderEngines(report: BenchReport, line: Line): void {
   const t = report.throughput
   if (!t) return
+  const names = [SWITCHYARD, OLD_PATH, 'http-proxy']
   const rows: string[] = []
   for (const w of report.workloads) {
-    const und = summary(report, w.name, 'undici engine')
-    const hp = summary(report, w.name, 'http-proxy engine')
-    const sy = summary(report, w.name, 'switchyard')
-    if (!und || !hp) continue
-    rows.push(
-      `| ${w.name} | ${int(und.rps)} | ${int(hp.rps)} | ${times(ratio(und.rps, hp.rps))} | ` +
-        `${times(ratio(und.cpuUsPerRequest, hp.cpuUsPerRequest))} | ${sy ? times(ratio(sy.rps, hp.rps)) : 'n/a'} | ` +
-        `${sy ? times(ratio(sy.cpuUsPerRequest, hp.cpuUsPerRequest)) : 'n/a'} |`,
-    )
+    for (const name of names) {
+      if (!summary(report, w.name, name) || !summary(report, w.name, OLD_PATH)) continue
+      const old = (pick: (typeof METRICS)[keyof typeof METRICS]) =>
+        name === OLD_PATH ? 1 : roundRatio(t.samples, w.name, name, OLD_PATH, pick)
+      rows.push(
+        `| ${w.name} | ${name} | ${triple(vs(report, w.name, name, 'nginx'))} | ` +
+          `${bare(old(METRICS.rps))} · ${bare(old(METRICS.cpuUsPerRequest))} · ${bare(old(METRICS.p99Ms))} |`,
+      )
+    }
   }
   if (rows.length === 0) return
-  line('## Forwarding engine: undici vs http-proxy')
+  line('## Request path: Switchyard vs the old path vs http-proxy')
   line()
   line(
-    'Two minimal forwarders to the same backend, no routing: one on Switchyard’s own forwarding code ' +
-      '(undici dispatch handler, keep-alive pool, header rewriting), one on the `http-proxy` package ' +
-      '(keep-alive agent, `xfwd`). The full Switchyard (lookup, pick, observer) is compared with http-proxy too.',
+    '`switchyard` is the whole proxy as built (routing, pick, metrics included). `node:http+undici` is the ' +
+      'request path Switchyard had before its socket-level engine (a node:http server forwarding through an ' +
+      'undici Pool, with its header rewriting; no routing), kept in `bench/forwarders/undici.ts` so the two ' +
+      'stay comparable in one run. `http-proxy` is the same minimal forwarder on the `http-proxy` package. ' +
+      'Cells: req/s · CPU per request · p99.',
   )
   line()
-  line(
-    '| workload | undici req/s | http-proxy req/s | undici / http-proxy req/s | undici / http-proxy CPU per req | switchyard / http-proxy req/s | switchyard / http-proxy CPU per req |',
-  )
-  line('| --- | --- | --- | --- | --- | --- | --- |')
+  line('| workload | contender | / NGINX | / node:http+undici |')
+  line('| --- | --- | --- | --- |')
   for (const r of rows) line(r)
   line()
 }

@@ -6,6 +6,7 @@
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { BACKEND_PATHS, POST_BODY_BYTES, startBenchBackend } from './backends.js'
 import { type BenchConsul, consulBinary, startBenchConsul } from './consul.js'
 import {
   contenders as allContenders,
@@ -13,7 +14,6 @@ import {
   type Contender,
   type Role,
   type Running,
-  startBackend,
   startFabioProcess,
   startSwitchyardProcess,
 } from './contenders.js'
@@ -44,7 +44,8 @@ export interface BenchOptions {
   readonly warmupSeconds: number
   readonly rounds: number
   readonly connections: number
-  readonly pacedRate: number
+  /** Connections of the many-connections workload (1,000 but in the smoke run). */
+  readonly manyConnections: number
   /**
    * Pace every workload to this many requests per second (null: as fast as
    * possible). The smoke run uses it: it checks that everything works without
@@ -59,6 +60,8 @@ export interface BenchOptions {
   readonly lookups: number
   readonly profileSeconds: number
   readonly peerWorkers: number
+  /** The Switchyard build under test (a dist/ folder); null: this checkout's dist/. */
+  readonly dist: string | null
   /** Another compiled tree (a dist/ folder) to run as a second Switchyard, for before/after figures. */
   readonly compareDist: string | null
   /** Where files worth keeping after the run go (the CPU profile). */
@@ -72,20 +75,23 @@ export function preset(mode: Mode): BenchOptions {
     only: [],
     tool: 'auto' as const,
     connections: 32,
+    manyConnections: 1_000,
     rateCap: null,
     peerWorkers: 1,
+    dist: null,
     compareDist: null,
     artifacts: join(new URL('results/tmp', import.meta.url).pathname),
   }
   switch (mode) {
     case 'full':
+      // About 9 minutes on 2 cores: throughput is 8 contenders x 4 workloads
+      // x (3 rounds of 3 s + a 1 s warm-up), the rest of the sections ~2.5 min.
       return {
         ...common,
         sections: ['throughput', 'convergence', 'scale', 'routing'],
-        seconds: 4,
-        warmupSeconds: 2,
+        seconds: 3,
+        warmupSeconds: 1,
         rounds: 3,
-        pacedRate: 2_000,
         trials: 50,
         scaleSizes: [
           [100, 10],
@@ -98,34 +104,34 @@ export function preset(mode: Mode): BenchOptions {
         profileSeconds: 10,
       }
     case 'quick':
+      // About a minute: everything runs once, briefly. A check that the
+      // benchmark works and a first look, not figures to quote.
       return {
         ...common,
         sections: ['throughput', 'convergence', 'scale', 'routing'],
-        seconds: 2,
-        warmupSeconds: 1,
-        rounds: 2,
-        pacedRate: 1_000,
-        trials: 10,
-        scaleSizes: [
-          [50, 10],
-          [200, 10],
-        ],
-        scaleChanges: 2,
+        seconds: 1,
+        warmupSeconds: 0,
+        rounds: 1,
+        trials: 5,
+        scaleSizes: [[50, 10]],
+        scaleChanges: 1,
         routingSize: [1_000, 10],
-        buildRuns: 5,
-        lookups: 200_000,
+        buildRuns: 3,
+        lookups: 100_000,
         profileSeconds: 5,
       }
     case 'smoke':
+      // The test suite's run (test/integration/bench.test.ts): the quick
+      // run's machinery at a tiny scale, paced so it does not load a machine
+      // that runs other tests; peers run when installed, never built.
       return {
         ...common,
         sections: ['throughput', 'convergence', 'scale', 'routing'],
-        peers: false,
         seconds: 1,
         warmupSeconds: 0,
         rounds: 1,
         connections: 8,
-        pacedRate: 300,
+        manyConnections: 50,
         rateCap: 300,
         trials: 3,
         scaleSizes: [[5, 2]],
@@ -149,6 +155,8 @@ export interface ContenderInfo {
 
 export interface BenchReport {
   readonly startedAt: string
+  /** What every throughput contender forwarded to; null when the throughput section did not run. */
+  readonly backend: string | null
   readonly durationSeconds: number
   readonly command: string
   readonly options: BenchOptions
@@ -173,8 +181,8 @@ export function workloadsFor(options: BenchOptions): Workload[] {
   return [
     {
       name: 'small',
-      what: `GET, 33-byte response body, ${options.connections} connections, ${pace}`,
-      path: '/bench/small',
+      what: `GET, 50-byte response body, ${options.connections} connections, ${pace}`,
+      path: BACKEND_PATHS.small,
       connections: options.connections,
       rate: cap ?? undefined,
       roles: all,
@@ -182,18 +190,28 @@ export function workloadsFor(options: BenchOptions): Workload[] {
     {
       name: '64k',
       what: `GET, 64 KiB response body, ${options.connections} connections, ${pace}`,
-      path: '/bench/64k',
+      path: BACKEND_PATHS.large,
       connections: options.connections,
       rate: cap ?? undefined,
       roles: all,
     },
     {
-      name: 'small paced',
-      what: `GET, small body, 8 connections paced to about ${options.pacedRate} req/s in all: latency below saturation`,
-      path: '/bench/small',
-      connections: 8,
-      rate: options.pacedRate,
-      roles: ['baseline', 'switchyard', 'peer'],
+      name: 'post 16k',
+      what: `POST, 16 KiB request body, 3-byte response body, ${options.connections} connections, ${pace}`,
+      path: BACKEND_PATHS.post,
+      connections: options.connections,
+      rate: cap ?? undefined,
+      method: 'POST',
+      bodyBytes: POST_BODY_BYTES,
+      roles: all,
+    },
+    {
+      name: '1000 conns',
+      what: `GET, 50-byte response body, ${options.manyConnections.toLocaleString('en-US')} connections, ${pace}`,
+      path: BACKEND_PATHS.small,
+      connections: options.manyConnections,
+      rate: cap ?? undefined,
+      roles: all,
     },
   ]
 }
@@ -230,13 +248,13 @@ export async function runBench(
   // Which contenders run: probed once, absent ones skipped with the reason.
   const contenders: ContenderInfo[] = []
   const usable: Contender[] = []
-  for (const c of allContenders(options.compareDist)) {
+  for (const c of allContenders(options.dist, options.compareDist)) {
     let skipped: string | null = null
     let version: string | null = null
     if (options.only.length > 0 && !options.only.includes(c.name)) skipped = 'not selected (--only)'
     else if (c.role === 'peer' && !options.peers) skipped = 'peers disabled (--no-peers)'
     else {
-      const probe = await c.probe()
+      const probe = await c.probe({ mayBuild: options.mode !== 'smoke' })
       if (probe.ok) version = probe.version
       else skipped = probe.reason
     }
@@ -253,6 +271,7 @@ export async function runBench(
   let scale: ScaleResult[] | null = null
   let routing: RoutingResult | null = null
   let profile: ProfileResult | null = null
+  let backendWhat: string | null = null
   const workloads = workloadsFor(options)
   try {
     if (wants('throughput') || wants('convergence') || wants('profile')) {
@@ -262,7 +281,14 @@ export async function runBench(
 
     if (wants('throughput') || wants('profile')) {
       const c = consul as BenchConsul
-      const backend = await startBackend()
+      const backend = await startBenchBackend(tmp, say)
+      backendWhat = backend.what
+      if (backend.kind === 'node') {
+        notes.push(
+          'NGINX is not installed, so a Node.js server was the backend: it costs more CPU than the ' +
+            'proxies and shares their cores, so every ratio here understates the differences between proxies.',
+        )
+      }
       try {
         await c.api.register({
           id: 'bench-backend',
@@ -274,7 +300,7 @@ export async function runBench(
           tmp,
           consul: c,
           backendOrigin: backend.url,
-          probePath: '/bench/small',
+          probePath: BACKEND_PATHS.small,
           peerWorkers: options.peerWorkers,
           say,
         }
@@ -283,11 +309,12 @@ export async function runBench(
         if (wants('profile')) {
           say(`profile: switchyard with --cpu-prof, ${options.profileSeconds}s of the small workload`)
           mkdirSync(options.artifacts, { recursive: true })
-          profile = await profileSwitchyard(c, tmp, options.artifacts, '/bench/small', tool, {
+          profile = await profileSwitchyard(c, tmp, options.artifacts, BACKEND_PATHS.small, tool, {
             seconds: options.profileSeconds,
             warmupSeconds: options.mode === 'smoke' ? 0 : 2,
             connections: options.connections,
             rate: options.rateCap ?? undefined,
+            dist: options.dist ?? undefined,
           })
           say(`profile written to ${profile.file}`)
         }
@@ -311,6 +338,7 @@ export async function runBench(
               perService,
               changes: options.scaleChanges,
               fabio: fabioUsable,
+              dist: options.dist,
               compareDist: options.compareDist,
               tmp,
               buildRuns: options.buildRuns,
@@ -339,6 +367,7 @@ export async function runBench(
 
   return {
     startedAt: new Date(started).toISOString(),
+    backend: backendWhat,
     durationSeconds: Math.round((Date.now() - started) / 1000),
     command,
     options,
@@ -419,6 +448,7 @@ async function convergenceSection(
     dir: join(tmp, 'switchyard-convergence'),
     consulAddress: consul.info.address,
     token: consul.info.proxyToken,
+    dist: options.dist ?? undefined,
   })
   try {
     await waitForHttp(`${sy.adminUrl}/ready`, 30_000, sy.child)

@@ -21,6 +21,8 @@ export interface ScaleOptions {
   /** Health flips to measure. */
   readonly changes: number
   readonly fabio: boolean
+  /** The Switchyard build under test (null: this checkout's dist/). */
+  readonly dist: string | null
   /** Another compiled tree to measure the same way, as `switchyard (compared build)`. */
   readonly compareDist: string | null
   readonly tmp: string
@@ -291,7 +293,18 @@ export async function runScale(options: ScaleOptions, say: (line: string) => voi
       await client.close()
     }
 
-    const proxies: ProxyScale[] = [await scaleSwitchyard(consul, counter, consulUrl, instances, options, say)]
+    const proxies: ProxyScale[] = [
+      await scaleSwitchyard(
+        consul,
+        counter,
+        consulUrl,
+        instances,
+        options,
+        say,
+        'switchyard',
+        options.dist ?? undefined,
+      ),
+    ]
     if (options.compareDist) {
       proxies.push(
         await scaleSwitchyard(

@@ -2,10 +2,13 @@
 // (round r starts with a different contender), several rounds after a warm-up,
 // so a disturbance on this shared machine hits all contenders alike rather
 // than one. CPU seconds are read from /proc for the contender's own processes.
+// Ratios to NGINX (and Fabio) are taken per round, against the peer's sample
+// of the same round, and their median reported: a slow minute of the machine
+// then moves both sides of a ratio, not one.
 
 import type { Role, Running } from './contenders.js'
 import { type LoadResult, type LoadTool, runLoad } from './load.js'
-import { treeCpuSeconds } from './procs.js'
+import { machineBusySeconds, processTree, rssBytesOf, treeCpuSeconds } from './procs.js'
 import { median, sleep } from './stats.js'
 
 export interface Workload {
@@ -15,6 +18,10 @@ export interface Workload {
   readonly connections: number
   /** Paced (requests/s, approximate) instead of as fast as possible. */
   readonly rate?: number
+  /** GET when absent. */
+  readonly method?: 'GET' | 'POST'
+  /** Request body bytes (a POST's). */
+  readonly bodyBytes?: number
   /** Which kinds of contenders run it. */
   readonly roles: readonly Role[]
 }
@@ -35,7 +42,27 @@ export interface Sample {
   readonly load: LoadResult
   /** CPU seconds of the contender's own processes during the run; null when it has none. */
   readonly proxyCpu: number | null
+  /** proxyCpu per request served, in µs. */
+  readonly cpuUsPerRequest: number | null
+  /** Largest resident set of the contender's processes seen during the run (sampled), bytes. */
+  readonly rssBytes: number | null
   readonly backendCpu: number
+  /**
+   * CPU seconds the machine spent on anything but the contender, the backend
+   * and the load generator during the run: other work on a shared machine
+   * (and the benchmark's own process), which the ratios cannot cancel.
+   */
+  readonly otherCpu: number
+}
+
+/** Medians over the rounds of (this contender's figure / the reference's figure in the same round). */
+export interface RoundRatios {
+  /** Rounds in which both ran. */
+  readonly rounds: number
+  readonly rps: number | null
+  readonly cpuUsPerRequest: number | null
+  readonly p50Ms: number | null
+  readonly p99Ms: number | null
 }
 
 export interface ThroughputSummary {
@@ -47,19 +74,36 @@ export interface ThroughputSummary {
   readonly p50Ms: number
   readonly p99Ms: number
   readonly p999Ms: number
+  readonly maxMs: number
   readonly errors: number
   /** CPU seconds per round (median); null without processes of its own. */
   readonly cpuSeconds: number | null
-  /** CPU microseconds per request over all rounds. */
+  /** CPU microseconds per request (median over the rounds). */
   readonly cpuUsPerRequest: number | null
+  /** Resident set under this load (median over the rounds of the largest value sampled), bytes. */
+  readonly rssBytes: number | null
   readonly backendCpuUsPerRequest: number
   readonly loadgenCpuSeconds: number
+  /** CPU seconds of everything else on the machine per round (median): the noise. */
+  readonly otherCpuSeconds: number
+  /** Per-round ratios to the reference contenders (REFERENCES) that ran this workload. */
+  readonly vs: Readonly<Record<string, RoundRatios>>
+}
+
+export interface IdleMemory {
+  readonly contender: string
+  /** Resident set of the contender's processes after start-up, before any load, bytes. */
+  readonly rssBytes: number
 }
 
 export interface ThroughputResult {
   readonly samples: readonly Sample[]
   readonly summaries: readonly ThroughputSummary[]
+  readonly idle: readonly IdleMemory[]
 }
+
+/** Contenders every other one is given per-round ratios to, in the JSON and the report. */
+export const REFERENCES = ['nginx', 'fabio', 'node:http+undici'] as const
 
 export async function runThroughput(
   contenders: readonly (Running & { role: Role })[],
@@ -68,17 +112,59 @@ export async function runThroughput(
   say: (line: string) => void,
 ): Promise<ThroughputResult> {
   const run = async (workload: Workload, c: Running, seconds: number, round: number): Promise<Sample> => {
+    // The tree is read once: a contender's processes do not change under load,
+    // and walking /proc during the window would cost CPU beside it.
+    const pids = c.pid === null ? null : processTree(c.pid)
     const cpu0 = c.pid === null ? null : treeCpuSeconds(c.pid)
     const backend0 = treeCpuSeconds(backend.pid as number)
-    const load = await runLoad(
-      options.tool,
-      { url: `${c.url}${workload.path}`, connections: workload.connections, seconds, rate: workload.rate },
-      options.scratch,
-    )
+    const busy0 = machineBusySeconds()
+    let rss: number | null = null
+    const sampleRss = () => {
+      if (pids !== null) rss = Math.max(rss ?? 0, rssBytesOf(pids))
+    }
+    // A few samples spread over the window, the first once connections are up.
+    const timer = setInterval(sampleRss, Math.max(250, (seconds * 1000) / 4))
+    let load: LoadResult
+    try {
+      load = await runLoad(
+        options.tool,
+        {
+          url: `${c.url}${workload.path}`,
+          connections: workload.connections,
+          seconds,
+          rate: workload.rate,
+          method: workload.method,
+          bodyBytes: workload.bodyBytes,
+        },
+        options.scratch,
+      )
+    } finally {
+      clearInterval(timer)
+    }
     const proxyCpu = cpu0 === null || c.pid === null ? null : treeCpuSeconds(c.pid) - cpu0
     const backendCpu = treeCpuSeconds(backend.pid as number) - backend0
+    const busy = machineBusySeconds() - busy0
+    const own = (proxyCpu ?? 0) + backendCpu + load.loadgenCpu
+    if (rss === null) sampleRss()
+    // Lets connections the load generator left close before the next run.
     await sleep(200)
-    return { workload: workload.name, contender: c.name, round, load, proxyCpu, backendCpu }
+    return {
+      workload: workload.name,
+      contender: c.name,
+      round,
+      load,
+      proxyCpu,
+      cpuUsPerRequest: proxyCpu === null || load.requests === 0 ? null : (proxyCpu / load.requests) * 1e6,
+      rssBytes: rss,
+      backendCpu,
+      otherCpu: Math.max(0, busy - own),
+    }
+  }
+
+  // Idle memory first: after start-up, before any request but the start probe.
+  const idle: IdleMemory[] = []
+  for (const c of contenders) {
+    if (c.pid !== null) idle.push({ contender: c.name, rssBytes: rssBytesOf(processTree(c.pid)) })
   }
 
   const eligible = (w: Workload) => contenders.filter((c) => w.roles.includes(c.role))
@@ -100,14 +186,51 @@ export async function runThroughput(
         say(
           `round ${round + 1}/${options.rounds} ${workload.name.padEnd(12)} ${c.name.padEnd(18)} ` +
             `${Math.round(sample.load.rps).toString().padStart(7)} req/s  p99 ${sample.load.p99Ms.toFixed(2)} ms` +
-            (sample.proxyCpu === null ? '' : `  cpu ${sample.proxyCpu.toFixed(2)} s`) +
-            (sample.load.errors > 0 ? `  errors ${sample.load.errors}` : ''),
+            (sample.cpuUsPerRequest === null ? '' : `  cpu ${sample.cpuUsPerRequest.toFixed(1)} µs/req`) +
+            (sample.load.errors > 0 ? `  errors ${sample.load.errors}` : '') +
+            (sample.load.requests === 0 ? '  NOTHING ANSWERED: stalled or not forwarding' : '') +
+            (sample.otherCpu > 0.2 * options.seconds ? `  (other load ${sample.otherCpu.toFixed(1)} s)` : ''),
         )
       }
     }
   }
-  return { samples, summaries: summarise(samples) }
+  return { samples, summaries: summarise(samples), idle }
 }
+
+const medianOrNull = (values: readonly (number | null)[]): number | null => {
+  const known = values.filter((v): v is number => v !== null && Number.isFinite(v))
+  return known.length === 0 ? null : median(known)
+}
+
+/**
+ * Median over the rounds of `pick(a) / pick(b)` for the samples of
+ * contenders `a` and `b` in the same round of `workload`; null when they
+ * never ran in the same round.
+ */
+export function roundRatio(
+  samples: readonly Sample[],
+  workload: string,
+  a: string,
+  b: string,
+  pick: (s: Sample) => number | null,
+): number | null {
+  const ratios: number[] = []
+  for (const s of samples) {
+    if (s.workload !== workload || s.contender !== a) continue
+    const other = samples.find((o) => o.workload === workload && o.contender === b && o.round === s.round)
+    const x = pick(s)
+    const y = other ? pick(other) : null
+    if (x !== null && y !== null && Number.isFinite(x) && Number.isFinite(y) && y > 0) ratios.push(x / y)
+  }
+  return ratios.length === 0 ? null : median(ratios)
+}
+
+export const METRICS = {
+  rps: (s: Sample) => s.load.rps,
+  cpuUsPerRequest: (s: Sample) => s.cpuUsPerRequest,
+  p50Ms: (s: Sample) => s.load.p50Ms,
+  p99Ms: (s: Sample) => s.load.p99Ms,
+} as const
 
 function summarise(samples: readonly Sample[]): ThroughputSummary[] {
   const groups = new Map<string, Sample[]>()
@@ -121,6 +244,22 @@ function summarise(samples: readonly Sample[]): ThroughputSummary[] {
     const first = list[0] as Sample
     const requests = list.reduce((n, s) => n + s.load.requests, 0)
     const cpu = list.every((s) => s.proxyCpu !== null) ? list.map((s) => s.proxyCpu as number) : null
+    const vs: Record<string, RoundRatios> = {}
+    for (const ref of REFERENCES) {
+      const rounds = list.filter((s) =>
+        samples.some((o) => o.workload === s.workload && o.contender === ref && o.round === s.round),
+      ).length
+      if (rounds === 0) continue
+      const r = (pick: (s: Sample) => number | null) =>
+        roundRatio(samples, first.workload, first.contender, ref, pick)
+      vs[ref] = {
+        rounds,
+        rps: r(METRICS.rps),
+        cpuUsPerRequest: r(METRICS.cpuUsPerRequest),
+        p50Ms: r(METRICS.p50Ms),
+        p99Ms: r(METRICS.p99Ms),
+      }
+    }
     return {
       workload: first.workload,
       contender: first.contender,
@@ -129,13 +268,16 @@ function summarise(samples: readonly Sample[]): ThroughputSummary[] {
       p50Ms: median(list.map((s) => s.load.p50Ms)),
       p99Ms: median(list.map((s) => s.load.p99Ms)),
       p999Ms: median(list.map((s) => s.load.p999Ms)),
+      maxMs: Math.max(...list.map((s) => s.load.maxMs)),
       errors: list.reduce((n, s) => n + s.load.errors, 0),
       cpuSeconds: cpu === null ? null : median(cpu),
-      cpuUsPerRequest:
-        cpu === null || requests === 0 ? null : (cpu.reduce((a, b) => a + b, 0) / requests) * 1e6,
+      cpuUsPerRequest: medianOrNull(list.map((s) => s.cpuUsPerRequest)),
+      rssBytes: medianOrNull(list.map((s) => s.rssBytes)),
       backendCpuUsPerRequest:
         requests === 0 ? 0 : (list.reduce((a, s) => a + s.backendCpu, 0) / requests) * 1e6,
       loadgenCpuSeconds: median(list.map((s) => s.load.loadgenCpu)),
+      otherCpuSeconds: median(list.map((s) => s.otherCpu)),
+      vs,
     }
   })
 }

@@ -40,6 +40,11 @@ export const ERROR_CODES = {
     "The TLS handshake with an HTTPS instance failed, or its certificate did not verify against the instance's address or its host= name (502).",
   SWY_ERR_UPSTREAM_BUSY:
     'Every connection to the instance was busy and the request could not wait for one (queue full, or proxy.timeouts.queue passed) (503).',
+  SWY_ERR_USAGE: 'The command line is wrong (unknown command or flag, a token given as a flag). Exit code 2.',
+  SWY_ERR_TARGET_REFUSED:
+    'No registered instance carries the service, version or slice (or no two to toggle). Exit code 2.',
+  SWY_ERR_NO_FLEET:
+    '--fleet found no Switchyard registered in Consul as service "switchyard" (see config/consul/).',
   SWY_ERR_CERTIFICATE:
     'A TLS certificate (a PEM file or a KV key) cannot be served: it does not parse, its private key is missing or does not match, it has expired or is not valid yet. It is set aside; every other certificate keeps serving.',
 } as const
@@ -56,18 +61,39 @@ export class SwitchyardError extends Error {
   }
 }
 
-/** Bad configuration; `field` is the dotted path of the offending value. */
+/**
+ * Bad configuration; `field` is the dotted path of the offending value and
+ * `source` where it came from (`CONSUL_HTTP_ADDR`, `--listen`, a file), so the
+ * operator knows what to fix: a variable set in a unit file is easy to forget.
+ */
 export class ConfigError extends SwitchyardError {
   readonly field: string
-  constructor(field: string, message: string) {
-    super('SWY_ERR_CONFIG', `${field}: ${message}`)
+  constructor(field: string, message: string, source?: string) {
+    super('SWY_ERR_CONFIG', `${field}: ${message}${source ? ` (${source})` : ''}`)
     this.field = field
   }
 }
 
+/** A command line Switchyard cannot run; the message ends with how to fix it. */
+export class UsageError extends SwitchyardError {
+  constructor(message: string) {
+    super('SWY_ERR_USAGE', message)
+  }
+}
+
+/** A guard of the operator commands said no; nothing was written. */
+export class TargetRefusedError extends SwitchyardError {
+  constructor(message: string) {
+    super('SWY_ERR_TARGET_REFUSED', message)
+  }
+}
+
 export class TokenFileError extends SwitchyardError {
-  constructor(path: string, reason: string) {
-    super('SWY_ERR_TOKEN_FILE', `cannot read Consul token file ${path}: ${reason}`)
+  constructor(path: string, reason: string, source?: string) {
+    super(
+      'SWY_ERR_TOKEN_FILE',
+      `cannot read Consul token file ${path}${source ? ` (${source})` : ''}: ${reason}`,
+    )
   }
 }
 

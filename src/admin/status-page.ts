@@ -68,6 +68,14 @@ function html(strings: TemplateStringsArray, ...values: unknown[]): Html {
 
 export function renderStatusPage(m: StatusPageModel): string {
   const serving = m.routes.reduce((n, r) => n + r.serving, 0)
+  // /ready only says whether this proxy can serve; the page's badge must not
+  // look all-green while a cutover is stuck or a route has nothing to send to.
+  const stuck = m.targets.filter((t) => !t.ready).length
+  const empty = m.routes.filter((r) => r.serving === 0).length
+  const degraded = [
+    stuck > 0 ? `${stuck} ${stuck === 1 ? 'target' : 'targets'} not ready` : '',
+    empty > 0 ? `${empty} ${empty === 1 ? 'route' : 'routes'} with no serving instance` : '',
+  ].filter((s) => s !== '')
   const instances = m.routes.reduce((n, r) => n + r.instances.length, 0)
   const effective = new Map(m.targets.map((t) => [t.service, t]))
   const title = `${m.readiness.ready ? '' : '(not ready) '}Switchyard status`
@@ -87,16 +95,22 @@ ${m.refreshSeconds > 0 ? html`<noscript><meta http-equiv="refresh" content="${m.
   <h1>Switchyard</h1>
   <div class="facts">
     ${
-      m.readiness.ready
-        ? html`<span class="badge ok" id="ready">Ready</span>`
-        : html`<span class="badge bad" id="ready" title="${m.readiness.reason}">Not ready</span>`
+      !m.readiness.ready
+        ? html`<span class="badge bad" id="ready" title="${m.readiness.reason}">Not ready</span>`
+        : degraded.length > 0
+          ? html`<span class="badge warn" id="ready" title="the proxy serves (/ready is 200), but not everything is">Ready, ${degraded.join(', ')}</span>`
+          : html`<span class="badge ok" id="ready">Ready</span>`
     }
     ${consulFact(m)}
     <span>table generation <b>${m.readiness.generation}</b>${m.swappedAt > 0 ? html`, changed <span title="${iso(m.swappedAt)}">${ago(m.now - m.swappedAt)}</span>` : ''}</span>
     <span><b>${m.routes.length}</b> routes, <b>${serving}</b> of ${instances} instances serving</span>
     <span class="muted">updated ${iso(m.now).slice(11, 19)} UTC${m.refreshSeconds > 0 ? `, every ${m.refreshSeconds}s` : ''}</span>
   </div>
-  ${m.readiness.ready ? '' : html`<p class="reason">${m.readiness.reason}</p>`}
+  ${
+    m.readiness.ready
+      ? ''
+      : html`<p class="reason" id="reason">${m.readiness.reason}${m.readiness.since ? html` <span class="since" title="${m.readiness.since}">(${ago(m.now - Date.parse(m.readiness.since))})</span>` : ''}</p>`
+  }
 </header>
 
 <section id="targets">
@@ -243,7 +257,7 @@ ${list.map(
   <td>${i.id}</td>
   <td><code>${i.address}</code></td>
   <td>${i.node}</td>
-  <td><span class="state ${i.state}">${i.state === 'serving' ? 'serving' : 'idle'}</span> ${idleReason(i, targets)}</td>
+  <td><span class="state ${i.state}">${i.state}</span> ${stateReason(i, targets)}</td>
   <td class="num">${percent(i.weight)}</td>
   <td><code>${i.options}</code></td>
 </tr>`,
@@ -254,7 +268,7 @@ ${list.map(
 </article>`
 }
 
-function idleReason(i: InstanceView, targets: ReadonlyMap<string, TargetView>): string {
+function stateReason(i: InstanceView, targets: ReadonlyMap<string, TargetView>): string {
   switch (i.state) {
     case 'serving':
       return ''
@@ -337,6 +351,7 @@ h3 { font-size: 14px; font-weight: 600; margin: 16px 0 6px; }
 .count { color: var(--muted); font-weight: normal; }
 .muted { color: var(--muted); }
 .reason { color: var(--bad); margin: 6px 0 0; }
+.reason .since { color: var(--muted); }
 .arrow { color: var(--muted); }
 code { font: 12.5px/1.4 ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; overflow-wrap: anywhere; }
 table { border-collapse: collapse; width: 100%; }

@@ -15,6 +15,7 @@ import { availableParallelism } from 'node:os'
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client'
 import { createAdminServer } from '../admin/server.js'
 import type { ResolvedConfig } from '../config/load.js'
+import { proxyListeners } from '../config/schema.js'
 import { SwitchyardError } from '../errors.js'
 import type { Logger } from '../log.js'
 import { accessLogObserver } from '../metrics/access-log.js'
@@ -84,12 +85,17 @@ export async function startPrimary(
   cluster.setupPrimary({ serialization: 'advanced' })
   const control = createControlPlane(config, log, token)
   const { store, sync, metrics } = control
-  // Every worker binds the same address: port 0 ("any free port") must be
+  // Every worker binds the same addresses: port 0 ("any free port") must be
   // made one port before they start.
-  const proxyListen = { ...config.proxy.listen, port: await concretePort(config.proxy.listen) }
+  const listeners = await Promise.all(
+    proxyListeners(config).map(async (l) => ({
+      ...l,
+      address: { ...l.address, port: await concretePort(l.address) },
+    })),
+  )
   const workerConfig: ResolvedConfig = {
     ...config,
-    proxy: { ...config.proxy, listen: proxyListen },
+    proxy: { ...config.proxy, listeners },
     consul: { ...config.consul, token: '', tokenFile: '' },
   }
   /** Workers that asked for tables, and those that also carry traffic. */
@@ -289,7 +295,7 @@ export async function runWorker(config: ResolvedConfig, log: Logger): Promise<vo
     metrics.observer,
     config.proxy.accessLog ? accessLogObserver(log) : null,
   ])
-  const data = createDataPlane(config, store, log, observer)
+  const data = createDataPlane(config, store, log, observer, null)
 
   let done!: () => void
   const finished = new Promise<void>((resolve) => {
@@ -303,7 +309,9 @@ export async function runWorker(config: ResolvedConfig, log: Logger): Promise<vo
     gotFirst = resolve
   })
   let stopping = false
-  const listening = firstTable.then(() => (stopping ? null : listen(data.proxy, config.proxy.listen, true)))
+  const listening = firstTable.then(() =>
+    stopping ? null : data.listen(true).then((urls) => urls[0] as string),
+  )
   const stop = () => {
     if (stopping) return
     stopping = true

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The `switchyard` command. Wiring only: parse, load config, call into the
 // modules, print, exit. Exit codes: 0 done, 1 failed at run time, 2 bad usage
-// or configuration (nothing was started).
+// or configuration (nothing was started or written).
 
 import cluster from 'node:cluster'
 import { readFileSync } from 'node:fs'
@@ -10,75 +10,69 @@ import {
   type ConfigFile,
   configPath,
   type Env,
+  type FlagValues,
   loadConfig,
   parseFlags,
+  type ResolvedConfig,
+  sourceOf,
 } from '../config/load.js'
 import { readSnapshotOnce } from '../consul/snapshot.js'
-import { ConfigError, SwitchyardError } from '../errors.js'
+import { ConfigError, SwitchyardError, UsageError } from '../errors.js'
 import { createLogger } from '../log.js'
 import { buildRouteTable } from '../routing/build.js'
+import { switchyardVersion } from '../version.js'
 import { runWorker, startPrimary, workerConfigFrom, workerCount } from './cluster.js'
 import { formatRoutes } from './format.js'
 import { buildConfigOf, consulClientFor, startSwitchyard } from './serve.js'
-import { TARGET_FLAGS, targetClear, targetGet, targetSet } from './target.js'
+import {
+  TARGET_ACTIONS,
+  type TargetAction,
+  targetClear,
+  targetGet,
+  targetSet,
+  targetToggle,
+} from './target.js'
 import { resolveToken } from './token.js'
+import { COMMAND_HELP, configArgs, distance, GENERAL_HELP, parseCommandLine } from './usage.js'
 
-const USAGE = `usage: switchyard <command> [flags]
-
-commands:
-  serve                      run the proxy (and admin listener) until SIGTERM/SIGINT
-  routes [--json]            print the routing table Switchyard would build now, then exit
-  target get <service> [--json]
-                             show a service's target state and whether it is live
-  target set <service> (--version V | --slice S | --weights V1=90,V2=10)
-             [--cas INDEX] [--wait [--timeout 30s] [--admin URL]]
-                             write the target (check-and-set); --wait returns when traffic follows it
-                             (as this Switchyard's admin at URL reports, else a dry-run build)
-  target clear <service>     delete the target: every healthy instance gets traffic again
-  healthcheck                exit 0 if this host's Switchyard answers /health on its admin listener
-                             (the container HEALTHCHECK; needs nothing but node)
-
-config flags (override the file and environment):
-  --config <file>            YAML config file (default: none; env SWITCHYARD_CONFIG)
-  --listen <host:port>       proxy listener (default 0.0.0.0:9999)
-  --admin-listen <host:port> admin listener (default 127.0.0.1:9998)
-  --consul-addr <addr>       Consul HTTP address (env CONSUL_HTTP_ADDR, default 127.0.0.1:8500)
-  --consul-token-file <file> file holding the ACL token (env CONSUL_HTTP_TOKEN_FILE)
-  --consul-datacenter <dc>   datacenter to read
-  --tag-prefix <prefix>      route tag prefix (default urlprefix-)
-  --target-prefix <prefix>   KV prefix of target state (default switchyard/targets)
-  --strategy <name>          round-robin | random | least-outstanding
-  --workers <n|auto>         proxy worker processes (default auto: one per core)
-  --access-log               log every request
-  --log-level <level>        fatal | error | warn | info | debug | trace | silent
-
-The token itself is read from CONSUL_HTTP_TOKEN or the token file, never from a flag.
-target set/clear need an operator token (config/acl/switchyard-operator.hcl), not the proxy's.
-`
-
-const ROUTES_FLAGS: CommandFlags = { json: { type: 'boolean' } }
+const COMMANDS: Readonly<Record<string, (argv: readonly string[], env: Env) => Promise<number>>> = {
+  serve,
+  routes,
+  target,
+  healthcheck,
+}
 
 export async function main(argv: readonly string[], env: Env): Promise<number> {
+  // A proxy worker forked by `serve`'s primary. Its command line is not looked
+  // at: in the single executable, cluster.fork() passes the executable's own
+  // path where a script would be, so the arguments are shifted by one.
+  if (cluster.isWorker) return serveAsWorker(env)
   const [command, ...rest] = argv
-  switch (command) {
-    case 'serve':
-      return serve(rest, env)
-    case 'routes':
-      return routes(rest, env)
-    case 'target':
-      return target(rest, env)
-    case 'healthcheck':
-      return healthcheck(rest, env)
-    case undefined:
-    case 'help':
-    case '--help':
-    case '-h':
-      process.stdout.write(USAGE)
-      return command === undefined ? 2 : 0
-    default:
-      process.stderr.write(`switchyard: unknown command "${command}"\n\n${USAGE}`)
-      return 2
+  if (command === '--version' || command === '-v' || command === '-V' || command === 'version') {
+    process.stdout.write(`switchyard ${switchyardVersion()} (Node.js ${process.version})\n`)
+    return 0
   }
+  if (command === undefined) {
+    process.stderr.write(GENERAL_HELP)
+    return 2
+  }
+  if (command === 'help' || command === '--help' || command === '-h') {
+    const topic = rest[0]
+    process.stdout.write(topic !== undefined && COMMAND_HELP[topic] ? COMMAND_HELP[topic] : GENERAL_HELP)
+    return 0
+  }
+  const run = COMMANDS[command]
+  if (run === undefined) {
+    const near = Object.keys(COMMANDS).find((c) => distance(c, command) <= 2)
+    throw new UsageError(
+      `unknown command "${command}"${near ? ` (did you mean ${near}?)` : ''}; see switchyard --help`,
+    )
+  }
+  if (rest.some((a) => a === '--help' || a === '-h')) {
+    process.stdout.write(COMMAND_HELP[command] ?? GENERAL_HELP)
+    return 0
+  }
+  return run(rest, env)
 }
 
 function readConfig(argv: readonly string[], env: Env, command: CommandFlags = {}) {
@@ -93,23 +87,26 @@ function readConfigOnly(argv: readonly string[], env: Env, command: CommandFlags
     try {
       file = { path, text: readFileSync(path, 'utf8') }
     } catch (err) {
-      throw new ConfigError('--config', `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`)
+      const from = parseFlags(argv, command).values.config === undefined ? 'SWITCHYARD_CONFIG' : '--config'
+      throw new ConfigError(from, `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`)
     }
   }
   return loadConfig(argv, env, file, command)
 }
 
+async function serveAsWorker(env: Env): Promise<number> {
+  // Its config comes from the primary, it has no Consul access (so no token),
+  // tables arrive over IPC.
+  const config = workerConfigFrom(env)
+  await runWorker(
+    config,
+    createLogger(config.log.level).child({ worker: cluster.worker?.id, pid: process.pid }),
+  )
+  return 0
+}
+
 async function serve(argv: readonly string[], env: Env): Promise<number> {
-  if (cluster.isWorker) {
-    // A proxy worker forked by the primary: its config comes from the primary,
-    // it has no Consul access (so no token), tables arrive over IPC.
-    const config = workerConfigFrom(env)
-    await runWorker(
-      config,
-      createLogger(config.log.level).child({ worker: cluster.worker?.id, pid: process.pid }),
-    )
-    return 0
-  }
+  parseCommandLine('serve', argv, {}, { min: 0, max: 0, what: '' })
   const { config, token } = readConfig(argv, env)
   const log = createLogger(config.log.level)
   const workers = workerCount(config.proxy.workers)
@@ -136,9 +133,11 @@ async function serve(argv: readonly string[], env: Env): Promise<number> {
   })
 }
 
+const ROUTES_FLAGS: CommandFlags = { json: { type: 'boolean' } }
+
 async function routes(argv: readonly string[], env: Env): Promise<number> {
+  const { values } = parseCommandLine('routes', argv, ROUTES_FLAGS, { min: 0, max: 0, what: '' })
   const { config, token } = readConfig(argv, env, ROUTES_FLAGS)
-  const { values } = parseFlags(argv, ROUTES_FLAGS)
   const client = consulClientFor(config, token)
   try {
     const { catalog, targets } = await readSnapshotOnce(client, {
@@ -149,21 +148,33 @@ async function routes(argv: readonly string[], env: Env): Promise<number> {
     const { table } = buildRouteTable(catalog, targets, buildConfigOf(config))
     process.stdout.write(values.json ? `${JSON.stringify(table.routes, null, 2)}\n` : formatRoutes(table))
     return 0
+  } catch (err) {
+    throw withConsulHint(err, config)
   } finally {
     await client.close()
   }
 }
 
 async function target(argv: readonly string[], env: Env): Promise<number> {
-  const [action, service, ...rest] = argv
-  const run = { get: targetGet, set: targetSet, clear: targetClear }[action ?? '']
-  if (run === undefined || service === undefined || service.startsWith('-')) {
-    process.stderr.write(`switchyard: usage: switchyard target get|set|clear <service> [flags]\n`)
-    return 2
+  const [action, ...rest] = argv
+  const actions = Object.keys(TARGET_ACTIONS)
+  if (action === undefined || !actions.includes(action)) {
+    throw new UsageError(
+      `target: ${action === undefined ? 'give an action' : `unknown action "${action}"`}: get, set, toggle or clear; see switchyard target --help`,
+    )
   }
-  const { config, token } = readConfig(rest, env, TARGET_FLAGS)
-  const { values } = parseFlags(rest, TARGET_FLAGS)
+  const flags: CommandFlags = TARGET_ACTIONS[action as TargetAction]
+  const { values, positionals } = parseCommandLine(`target ${action}`, rest, flags, {
+    min: 1,
+    max: 1,
+    what: `the service: switchyard target ${action} <service>`,
+  })
+  const service = positionals[0] as string
+  const { config, token } = readConfig(rest, env, flags)
   const client = consulClientFor(config, token)
+  const run = { get: targetGet, set: targetSet, toggle: targetToggle, clear: targetClear }[
+    action as TargetAction
+  ]
   try {
     return await run(
       {
@@ -171,19 +182,21 @@ async function target(argv: readonly string[], env: Env): Promise<number> {
         client,
         out: (line) => process.stdout.write(`${line}\n`),
         err: (line) => process.stderr.write(`${line}\n`),
+        configArgs: configArgs(values),
       },
       service,
-      values,
+      values as FlagValues,
     )
+  } catch (err) {
+    throw withConsulHint(err, config)
   } finally {
     await client.close()
   }
 }
 
 async function healthcheck(argv: readonly string[], env: Env): Promise<number> {
-  const path = configPath(argv, env)
-  const file = path === null ? null : { path, text: readFileSync(path, 'utf8') }
-  const { host, port } = loadConfig(argv, env, file).admin.listen
+  parseCommandLine('healthcheck', argv, {}, { min: 0, max: 0, what: '' })
+  const { host, port } = readConfigOnly(argv, env).admin.listen
   const target =
     host === '0.0.0.0' || host === ''
       ? '127.0.0.1'
@@ -200,11 +213,35 @@ async function healthcheck(argv: readonly string[], env: Env): Promise<number> {
   }
 }
 
+/**
+ * Consul errors of a one-shot command, with where the address or token came
+ * from: the fix is often a variable set (or not) in another shell.
+ */
+function withConsulHint(err: unknown, config: ResolvedConfig): unknown {
+  if (!(err instanceof SwitchyardError)) return err
+  let hint = ''
+  if (err.code === 'SWY_ERR_CONSUL_UNREACHABLE') {
+    const source = sourceOf(config, 'consul.address')
+    hint = source ? `address ${source}` : 'the default address: set CONSUL_HTTP_ADDR or --consul-addr'
+  } else if (/\b403\b/.test(err.message)) {
+    const source = sourceOf(config, 'consul.tokenFile') ?? sourceOf(config, 'consul.token')
+    hint = source ? `token ${source}` : 'no token given: set CONSUL_HTTP_TOKEN_FILE (or CONSUL_HTTP_TOKEN)'
+  }
+  return hint === '' ? err : new SwitchyardError(err.code, `${err.message} (${hint})`, { cause: err })
+}
+
+const USAGE_CODES: readonly string[] = [
+  'SWY_ERR_CONFIG',
+  'SWY_ERR_TOKEN_FILE',
+  'SWY_ERR_TARGET_INVALID',
+  'SWY_ERR_TARGET_REFUSED',
+  'SWY_ERR_USAGE',
+]
+
 function report(err: unknown): number {
   if (err instanceof SwitchyardError) {
     process.stderr.write(`switchyard: ${err.code}: ${err.message}\n`)
-    const usage = ['SWY_ERR_CONFIG', 'SWY_ERR_TOKEN_FILE', 'SWY_ERR_TARGET_INVALID'].includes(err.code)
-    return usage ? 2 : 1
+    return USAGE_CODES.includes(err.code) ? 2 : 1
   }
   process.stderr.write(`switchyard: ${(err as Error)?.stack ?? String(err)}\n`)
   return 1

@@ -7,15 +7,16 @@ import type { Server } from 'node:http'
 import type { AddressInfo, Server as NetServer } from 'node:net'
 import { createAdminServer } from '../admin/server.js'
 import type { ResolvedConfig } from '../config/load.js'
+import { proxyListeners } from '../config/schema.js'
 import { ConsulClient } from '../consul/client.js'
-import { SwitchyardError } from '../errors.js'
+import { ConfigError, SwitchyardError } from '../errors.js'
 import type { Logger } from '../log.js'
 import { accessLogObserver } from '../metrics/access-log.js'
 import { SwitchyardMetrics } from '../metrics/metrics.js'
 import { combineObservers } from '../metrics/observers.js'
 import { PassiveHealth } from '../proxy/health.js'
 import { Upstreams } from '../proxy/http1/upstream.js'
-import { createProxyListener } from '../proxy/listener.js'
+import { createHandler, createProxyListener, type ProxyOptions, type TlsSource } from '../proxy/listener.js'
 import type { ProxyObserver } from '../proxy/observer.js'
 import { Balancer } from '../proxy/pickers.js'
 import { Sweeper } from '../proxy/sweeper.js'
@@ -39,6 +40,8 @@ export interface Switchyard {
   readonly upstreams: Upstreams
   /** `http://host:port` of the proxy listener. */
   readonly proxyUrl: string
+  /** Every listener's URL (`http://…` or `https://…`), in the order configured. */
+  readonly proxyUrls: readonly string[]
   readonly adminUrl: string
   /** Resolves when the first table built from Consul is serving. */
   readonly loaded: Promise<void>
@@ -48,7 +51,7 @@ export interface Switchyard {
 
 export async function startSwitchyard(
   config: ResolvedConfig,
-  deps: { log: Logger; token: string; observer?: ProxyObserver },
+  deps: { log: Logger; token: string; observer?: ProxyObserver; tls?: TlsSource },
 ): Promise<Switchyard> {
   const { log } = deps
   const control = createControlPlane(config, log, deps.token)
@@ -58,15 +61,17 @@ export async function startSwitchyard(
     config.proxy.accessLog ? accessLogObserver(log) : null,
     deps.observer,
   ])
-  const data = createDataPlane(config, store, log, observer)
+  const data = createDataPlane(config, store, log, observer, deps.tls ?? null)
   const admin = createAdminServer({ ...control.adminOptions, metrics: () => metrics.text() })
 
   const adminUrl = await listen(admin, config.admin.listen)
-  const proxyUrl = await listen(data.proxy, config.proxy.listen).catch(async (err) => {
+  const proxyUrls = await data.listen(false).catch(async (err) => {
+    await data.stop()
     await control.stop(admin)
     throw err
   })
-  log.info({ proxy: proxyUrl, admin: adminUrl, consul: config.consul.origin }, 'switchyard listening')
+  const proxyUrl = proxyUrls[0] as string
+  log.info({ proxy: proxyUrls, admin: adminUrl, consul: config.consul.origin }, 'switchyard listening')
 
   const loaded = sync.start()
   loaded.catch((err) => log.error({ err }, 'consul sync failed to start'))
@@ -82,7 +87,7 @@ export async function startSwitchyard(
     return stopping
   }
 
-  return { store, sync, admin, metrics, ...data, proxyUrl, adminUrl, loaded, stop }
+  return { store, sync, admin, metrics, ...data, proxyUrl, proxyUrls, adminUrl, loaded, stop }
 }
 
 /**
@@ -163,6 +168,7 @@ export function createDataPlane(
   store: TableStore,
   log: Logger,
   observer: ProxyObserver,
+  tls: TlsSource | null,
 ) {
   const t = config.proxy.timeouts
   const sweeper = new Sweeper(
@@ -201,7 +207,7 @@ export function createDataPlane(
     upstreams.retain(new Set(table.routes.flatMap((r) => [...r.backends, ...r.idle].map((x) => x.origin))))
   })
 
-  const listener = createProxyListener({
+  const options: ProxyOptions = {
     store,
     balancer,
     upstreams,
@@ -220,16 +226,46 @@ export function createDataPlane(
       keepAliveTimeoutMs: t.clientKeepAlive,
       sendTimeoutMs: t.idle,
     },
+  }
+  const handle = createHandler(options)
+  const h2 = config.proxy.http2
+  const listeners = proxyListeners(config).map((l) => {
+    if (l.protocol === 'http') return { config: l, listener: createProxyListener(options, null, handle) }
+    if (tls === null)
+      throw new ConfigError(
+        'proxy.listeners',
+        `${l.address.host}:${l.address.port} is https but no certificates are configured`,
+      )
+    const https = {
+      tls,
+      http2: {
+        maxConcurrentStreams: h2.maxConcurrentStreams,
+        maxHeaderListSize: h2.maxHeaderListSize,
+        maxResetsPerSecond: h2.maxResetsPerSecond,
+        idleTimeoutMs: t.idle,
+      },
+    }
+    return { config: l, listener: createProxyListener(options, https, handle) }
   })
-  const proxy = listener.server
+  const proxy = (listeners[0] as (typeof listeners)[number]).listener.server
+  /** Opens every listener; `shared` for worker processes (SO_REUSEPORT). Resolves with their URLs. */
+  const open = async (shared: boolean): Promise<string[]> => {
+    const urls: string[] = []
+    for (const { config: l, listener } of listeners) {
+      const url = await listen(listener.server, l.address, shared)
+      urls.push(l.protocol === 'https' ? url.replace(/^http:/, 'https:') : url)
+    }
+    return urls
+  }
   /** Stops accepting, drains in-flight requests up to the shutdown timeout, closes the pools. */
   const stop = async () => {
     log.info({ graceMs: t.shutdown }, 'shutting down: draining in-flight requests')
-    const { cut } = await listener.drain(t.shutdown)
+    const results = await Promise.all(listeners.map(({ listener }) => listener.drain(t.shutdown)))
+    const cut = results.reduce((n, r) => n + r.cut, 0)
     if (cut > 0) log.warn({ connections: cut, graceMs: t.shutdown }, 'shutdown deadline: connections cut')
     upstreams.close()
   }
-  return { proxy, balancer, health, upstreams, stop }
+  return { proxy, balancer, health, upstreams, listen: open, stop }
 }
 
 export function consulClientFor(config: ResolvedConfig, token: string): ConsulClient {

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs'
-import type { ResolvedConfig } from '../config/load.js'
+import { type ResolvedConfig, sourceOf } from '../config/load.js'
 import { TokenFileError } from '../errors.js'
 
 /**
@@ -9,14 +9,15 @@ import { TokenFileError } from '../errors.js'
 export function resolveToken(config: ResolvedConfig): string {
   const path = config.consul.tokenFile
   if (!path) return config.consul.token
+  const source = sourceOf(config, 'consul.tokenFile') ?? undefined
   let text: string
   try {
     text = readFileSync(path, 'utf8')
   } catch (err) {
-    throw new TokenFileError(path, (err as NodeJS.ErrnoException).code ?? (err as Error).message)
+    throw new TokenFileError(path, (err as NodeJS.ErrnoException).code ?? (err as Error).message, source)
   }
   const token = text.trim()
-  if (token === '') throw new TokenFileError(path, 'the file is empty')
+  if (token === '') throw new TokenFileError(path, 'the file is empty', source)
   return token
 }
 

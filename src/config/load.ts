@@ -60,8 +60,25 @@ export const CONFIG_ENV: Readonly<Record<string, string>> = {
 
 /** Flags a subcommand accepts besides the config flags, in node:util parseArgs form. */
 export type CommandFlags = Readonly<
-  Record<string, { readonly type: 'string' | 'boolean'; readonly short?: string }>
+  Record<
+    string,
+    { readonly type: 'string' | 'boolean'; readonly short?: string; readonly multiple?: boolean }
+  >
 >
+
+/** Parsed flag values: a repeatable flag (`multiple`) gives every value it was given. */
+export type FlagValues = Record<string, string | boolean | string[] | boolean[] | undefined>
+
+/** Where each value of a loaded config came from, for error messages (see sourceOf). */
+const SOURCES = new WeakMap<ResolvedConfig, ReadonlyMap<string, string>>()
+
+/**
+ * Where `field` (a dotted path) of a config returned by loadConfig was set:
+ * `set by CONSUL_HTTP_ADDR`, `set by --listen`, `set in <file>`; null for a default.
+ */
+export function sourceOf(config: ResolvedConfig, field: string): string | null {
+  return SOURCES.get(config)?.get(field) ?? null
+}
 
 const PARSE_OPTIONS = {
   config: { type: 'string' },
@@ -72,7 +89,7 @@ const PARSE_OPTIONS = {
 export function parseFlags(
   argv: readonly string[],
   command: CommandFlags = {},
-): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
+): { values: FlagValues; positionals: string[] } {
   try {
     const { values, positionals } = parseArgs({
       args: [...argv],
@@ -80,7 +97,7 @@ export function parseFlags(
       allowPositionals: true,
       strict: true,
     })
-    return { values: values as Record<string, string | boolean | undefined>, positionals }
+    return { values: values as FlagValues, positionals }
   } catch (err) {
     throw new ConfigError('argv', (err as Error).message)
   }
@@ -99,24 +116,37 @@ export function loadConfig(
   command: CommandFlags = {},
 ): ResolvedConfig {
   const raw: Record<string, unknown> = file ? parseFile(file) : {}
+  const sources = new Map<string, string>()
+  const sourceOfPath = (path: string) => sources.get(path) ?? (file ? `set in ${file.path}` : undefined)
 
   for (const [name, field] of Object.entries(CONFIG_ENV)) {
     const value = env[name]
-    if (value !== undefined && value !== '') setPath(raw, field, value, `env ${name}`)
+    if (value !== undefined && value !== '') {
+      setPath(raw, field, value, `env ${name}`)
+      sources.set(field, `set by ${name}`)
+    }
   }
   const { values } = parseFlags(argv, command)
   for (const [name, flag] of Object.entries(CONFIG_FLAGS)) {
     const value = values[name]
-    if (value !== undefined) setPath(raw, flag.field, value, `--${name}`)
+    if (value !== undefined) {
+      setPath(raw, flag.field, value, `--${name}`)
+      sources.set(flag.field, `set by --${name}`)
+    }
   }
 
   const result = configSchema.safeParse(raw)
-  if (!result.success) throw toConfigError(result.error)
+  if (!result.success) throw toConfigError(result.error, sourceOfPath)
   const config = result.data
-  return {
+  const resolved: ResolvedConfig = {
     ...config,
-    consul: { ...config.consul, origin: consulOrigin(config.consul.address, config.consul.tls.enabled) },
+    consul: {
+      ...config.consul,
+      origin: consulOrigin(config.consul.address, config.consul.tls.enabled, sourceOfPath('consul.address')),
+    },
   }
+  SOURCES.set(resolved, sources)
+  return resolved
 }
 
 function parseFile(file: ConfigFile): Record<string, unknown> {
@@ -149,7 +179,7 @@ function setPath(target: Record<string, unknown>, dotted: string, value: unknown
   node[keys[keys.length - 1] as string] = value
 }
 
-function toConfigError(error: z.ZodError): ConfigError {
+function toConfigError(error: z.ZodError, sourceOfPath: (path: string) => string | undefined): ConfigError {
   const issue = error.issues[0]
   if (issue === undefined) return new ConfigError('config', 'invalid')
   let path = issue.path.map(String).join('.')
@@ -159,21 +189,21 @@ function toConfigError(error: z.ZodError): ConfigError {
     path = path ? `${path}.${key}` : key
     message = 'unknown option'
   }
-  return new ConfigError(path || 'config', message)
+  return new ConfigError(path || 'config', message, sourceOfPath(path))
 }
 
-function consulOrigin(address: string, tls: boolean): string {
+function consulOrigin(address: string, tls: boolean, source?: string): string {
   const withScheme = /^[a-z]+:\/\//i.test(address) ? address : `${tls ? 'https' : 'http'}://${address}`
   let url: URL
   try {
     url = new URL(withScheme)
   } catch {
-    throw new ConfigError('consul.address', `"${address}" is not host:port or an http(s) URL`)
+    throw new ConfigError('consul.address', `"${address}" is not host:port or an http(s) URL`, source)
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new ConfigError('consul.address', `"${address}": only http and https are supported`)
+    throw new ConfigError('consul.address', `"${address}": only http and https are supported`, source)
   }
   if (url.pathname !== '/' || url.search)
-    throw new ConfigError('consul.address', `"${address}" must not have a path`)
+    throw new ConfigError('consul.address', `"${address}" must not have a path`, source)
   return url.port ? url.origin : `${url.protocol}//${url.hostname}:${url.protocol === 'https:' ? 8501 : 8500}`
 }

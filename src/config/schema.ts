@@ -118,6 +118,9 @@ export const configSchema = z
     proxy: z
       .object({
         listen: listen.prefault('0.0.0.0:9999'),
+        listeners: z
+          .array(z.object({ address: listen, protocol: z.enum(['http', 'https']).default('http') }).strict())
+          .default([]),
         workers: workers.prefault('auto'),
         strategy: z.enum(['round-robin', 'random', 'least-outstanding']).default('round-robin'),
         retries: z.number().int().min(0).max(3).default(1),
@@ -133,6 +136,14 @@ export const configSchema = z
           .strict()
           .prefault({}),
         accessLog: boolish.default(false),
+        http2: z
+          .object({
+            maxConcurrentStreams: z.number().int().min(1).max(10_000).default(100),
+            maxHeaderListSize: size.prefault('32KiB'),
+            maxResetsPerSecond: z.number().int().min(1).max(100_000).default(200),
+          })
+          .strict()
+          .prefault({}),
         timeouts: z
           .object({
             connect: duration.prefault('5s'),
@@ -260,6 +271,13 @@ export const configSchema = z
         message: 'must be between 1s and 168h (TLS 1.3 caps a ticket at 7 days)',
       })
     }
+    const ports = c.proxy.listeners.map((l) => `${l.address.host}:${l.address.port}`)
+    const twice = ports.find(
+      (p, i) => p !== `${c.proxy.listeners[i]?.address.host}:0` && ports.indexOf(p) !== i,
+    )
+    if (twice !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['proxy', 'listeners'], message: `${twice} is listed twice` })
+    }
     if (c.consul.backoffMax < c.consul.backoffInitial) {
       ctx.addIssue({
         code: 'custom',
@@ -270,4 +288,15 @@ export const configSchema = z
   })
 
 export type Config = z.output<typeof configSchema>
+
+export interface ListenerConfig {
+  readonly address: { readonly host: string; readonly port: number }
+  readonly protocol: 'http' | 'https'
+}
+
+/** The proxy's listeners: `proxy.listeners`, or the one plain listener `proxy.listen` is shorthand for. */
+export function proxyListeners(config: Pick<Config, 'proxy'>): ListenerConfig[] {
+  const listeners = config.proxy.listeners
+  return listeners.length > 0 ? listeners : [{ address: config.proxy.listen, protocol: 'http' }]
+}
 export type ConfigInput = z.input<typeof configSchema>

@@ -19,6 +19,7 @@ import type { TableStore } from '../table/store.js'
 import type { SyncStatus } from '../table/sync.js'
 import type { CertificateReport } from '../tls/store.js'
 import {
+  ALWAYS_REPORTED_CLASSES,
   DURATION_BUCKETS,
   type DurationSeries,
   type EventCount,
@@ -57,14 +58,15 @@ export class SwitchyardMetrics {
 
     new Counter({
       name: 'switchyard_requests_total',
-      help: 'Requests answered, by service, route, instance version and status class. Requests that matched no route have empty labels.',
+      help: 'Requests answered, by service, route, instance version and status class (2xx, 4xx, 5xx reported from 0). Requests that matched no route have empty labels, once there are any.',
       labelNames: ['service', 'route', 'version', 'status_class'],
       registers,
       collect() {
         this.reset()
         for (const s of counters.requestSeries()) {
+          const unrouted = counters.isUnrouted(s)
           s.byClass.forEach((n, i) => {
-            if (n > 0) {
+            if (n > 0 || (!unrouted && ALWAYS_REPORTED_CLASSES.has(i))) {
               const labels = { service: s.service, route: s.route, version: s.version }
               this.inc({ ...labels, status_class: STATUS_CLASSES[i] as string }, n)
             }
@@ -93,7 +95,7 @@ export class SwitchyardMetrics {
         this.reset()
         for (const e of counters.errorSeries()) {
           e.byReason.forEach((n, i) => {
-            if (n > 0) this.inc({ service: e.service, reason: UPSTREAM_ERROR_REASONS[i] as string }, n)
+            this.inc({ service: e.service, reason: UPSTREAM_ERROR_REASONS[i] as string }, n)
           })
         }
       },

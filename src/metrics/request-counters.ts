@@ -21,6 +21,41 @@ export const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const
 
 export const UPSTREAM_ERROR_REASONS: readonly UpstreamErrorReason[] = ['connect', 'timeout', 'reset', 'busy']
 
+/**
+ * Status classes every request series reports from the start, at 0 until
+ * counted: an error ratio (5xx / all) or a Grafana panel of 4xx then has a
+ * series to show rather than "No data". 1xx and 3xx appear once they occur,
+ * which keeps the series count at 3 per label set instead of 5.
+ */
+export const ALWAYS_REPORTED_CLASSES: ReadonlySet<number> = new Set([1, 3, 4])
+
+/** Timeouts towards an instance; counted per service from the start (client-headers has no service). */
+const BACKEND_TIMEOUT_KINDS = [
+  'connect',
+  'response-headers',
+  'idle',
+  'queue',
+  'client-body',
+] as const satisfies readonly TimeoutKind[]
+
+/** Every reason a request is refused before routing, reported from the start. */
+export const REJECT_REASONS = [
+  'headers-too-large',
+  'request-line',
+  'method',
+  'framing',
+  'header',
+  'host',
+  'path',
+  'malformed',
+  'body-too-large',
+  'upgrade',
+  'h2-rapid-reset',
+] as const satisfies readonly RejectReason[]
+// Fails to compile when a RejectReason is added without being listed above.
+const everyRejectReason: Record<Exclude<RejectReason, (typeof REJECT_REASONS)[number]>, never> = {}
+void everyRejectReason
+
 /** Requests of one service, route and version, by status class. */
 export interface RequestSeries {
   readonly service: string
@@ -53,7 +88,11 @@ export interface EventCount {
   n: number
 }
 
-/** The label set of requests that matched no route: fixed, never the raw path. */
+/**
+ * The label set of requests that matched no route: fixed, never the raw path.
+ * Its series are reported only once such a request was counted: they are not
+ * placeholders.
+ */
 export const UNROUTED = { service: '', route: '', version: '' } as const
 
 export class RequestCounters {
@@ -70,6 +109,12 @@ export class RequestCounters {
 
   constructor() {
     this.unrouted = this.seriesFor(UNROUTED.service, UNROUTED.route, UNROUTED.version)
+    for (const reason of REJECT_REASONS) this.rejections.set(reason, { labels: { reason }, n: 0 })
+  }
+
+  /** Whether `series` is the one of requests that matched no route. */
+  isUnrouted(series: RequestSeries): boolean {
+    return series === this.unrouted
   }
 
   /** Lays out the cells of a new table and drops those of label sets it no longer has. */
@@ -99,6 +144,15 @@ export class RequestCounters {
     for (const [key, c] of this.timeouts)
       if (c.labels.service !== '' && !services.has(c.labels.service!)) this.timeouts.delete(key)
     for (const key of this.ejections.keys()) if (!services.has(key)) this.ejections.delete(key)
+    // Error counters of every service start at 0, so they have a series before the first error.
+    for (const service of services) {
+      if (!this.errors.has(service)) this.errors.set(service, { service, byReason: UPSTREAM_ERROR_REASONS.map(() => 0) })
+      for (const kind of BACKEND_TIMEOUT_KINDS) {
+        const key = `${service}\0${kind}`
+        if (!this.timeouts.has(key)) this.timeouts.set(key, { labels: { service, kind }, n: 0 })
+      }
+      if (!this.ejections.has(service)) this.ejections.set(service, { labels: { service }, n: 0 })
+    }
     this.liveServices = services
   }
 
@@ -167,8 +221,9 @@ export class RequestCounters {
     return this.series.values()
   }
 
-  durationSeries(): IterableIterator<DurationSeries> {
-    return this.durations.values()
+  /** Durations per service and route; the unrouted one only once it counted a request. */
+  *durationSeries(): IterableIterator<DurationSeries> {
+    for (const d of this.durations.values()) if (d !== this.unrouted.duration || d.count > 0) yield d
   }
 
   errorSeries(): IterableIterator<ServiceErrors> {

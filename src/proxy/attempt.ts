@@ -12,13 +12,14 @@ import type { Logger } from '../log.js'
 import type { Backend, Route } from '../routing/types.js'
 import type { TableStore } from '../table/store.js'
 import type { BodySink, Downstream } from './exchange.js'
-import { clientResponseFields, fieldLines, relayedTrailers, upstreamRequestHead } from './headers.js'
+import { clientResponseFields, relayedTrailers } from './headers.js'
 import type { PassiveHealth } from './health.js'
-import type { UpstreamConnection, UpstreamFailure, UpstreamHandler, Upstreams } from './http1/upstream.js'
+import type { Upstreams } from './http1/upstream.js'
 import type { ProxyObserver, TimeoutKind, UpstreamErrorReason } from './observer.js'
 import { errorBody, upstreamPath } from './outcome.js'
 import type { Balancer } from './pickers.js'
 import { createResolver, type Resolution } from './resolve.js'
+import type { UpstreamChannel, UpstreamFailure, UpstreamHandler } from './upstream.js'
 
 export interface AttemptDeps {
   readonly store: TableStore
@@ -79,15 +80,13 @@ class Attempt implements UpstreamHandler, BodySink {
   private readonly route: Route
   private backend: Backend
   private tries = 0
-  private connection: UpstreamConnection | null = null
-  /** A connection being opened for this attempt, not yet handed over. */
-  private opening: UpstreamConnection | null = null
+  private connection: UpstreamChannel | null = null
+  /** A channel being opened for this attempt, not yet handed over. */
+  private opening: UpstreamChannel | null = null
   private queued = false
   private status = 0
   private requestComplete = false
   private finished = false
-  /** The upstream's body is chunked-encoded by us (the client's was chunked). */
-  private readonly chunkedBody: boolean
 
   constructor(deps: AttemptDeps, down: Downstream, resolved: Forward) {
     this.deps = deps
@@ -95,7 +94,6 @@ class Attempt implements UpstreamHandler, BodySink {
     this.resolved = resolved
     this.route = resolved.route
     this.backend = resolved.backend
-    this.chunkedBody = down.head.bodyLength === -1
     down.onGone = this.onGone
     down.onDrain = this.onClientDrain
   }
@@ -123,7 +121,7 @@ class Attempt implements UpstreamHandler, BodySink {
 
   // ---- UpstreamHandler
 
-  onConnection(connection: UpstreamConnection): void {
+  onConnection(connection: UpstreamChannel): void {
     this.queued = false
     this.opening = null
     if (this.finished) {
@@ -135,30 +133,23 @@ class Attempt implements UpstreamHandler, BodySink {
     const backend = this.backend
     const { path, prefix } = upstreamPath(backend, this.resolved.path)
     const bodyLength = head.bodyLength === 0 ? null : head.bodyLength
-    connection.write(
-      upstreamRequestHead(
-        head.method,
-        path + this.resolved.query,
-        head.headers,
-        {
-          clientIp: head.client.address,
-          proto: head.client.proto,
-          host: this.resolved.host,
-          port: head.client.localPort,
-          prefix,
-          upstreamHost: backend.hostHeader ?? this.resolved.host,
-        },
-        bodyLength,
-        head.upgrade,
-      ),
-    )
-    if (bodyLength === null) this.requestSent()
+    connection.sendRequest({
+      method: head.method,
+      target: path + this.resolved.query,
+      headers: head.headers,
+      facts: {
+        clientIp: head.client.address,
+        proto: head.client.proto,
+        host: this.resolved.host,
+        port: head.client.localPort,
+        prefix,
+        upstreamHost: backend.hostHeader ?? this.resolved.host,
+      },
+      bodyLength,
+      upgrade: head.upgrade,
+    })
+    if (bodyLength === null) this.requestComplete = true
     else this.down.readBody(this)
-  }
-
-  private requestSent(): void {
-    this.requestComplete = true
-    this.connection?.requestSent()
   }
 
   onInformational(status: number, headers: string[]): void {
@@ -265,18 +256,13 @@ class Attempt implements UpstreamHandler, BodySink {
   // ---- BodySink: the client's body, on its way to the instance
 
   data(chunk: Buffer): boolean {
-    const connection = this.connection
-    if (connection === null || chunk.length === 0) return true
-    if (!this.chunkedBody) return connection.write(chunk)
-    connection.write(`${chunk.length.toString(16)}\r\n`)
-    connection.write(chunk)
-    return connection.write('\r\n')
+    return this.connection === null ? true : this.connection.writeBody(chunk)
   }
 
   end(trailers: readonly string[]): void {
     if (this.connection === null) return
-    if (this.chunkedBody) this.connection.write(`0\r\n${fieldLines(trailers)}\r\n`)
-    this.requestSent()
+    this.requestComplete = true
+    this.connection.endBody(trailers)
   }
 
   // ----

@@ -1,21 +1,25 @@
-// A proxy listener: a node:net server whose connections are HTTP/1.1
-// ClientConnections answering through the attempt path. Returned with its
-// drain handle, so shutdown needs no lookup on the side.
+// A proxy listener: plain HTTP (node:net) or HTTPS (node:tls, certificate by
+// SNI, HTTP/2 and HTTP/1.1 on the same port by ALPN). Every connection answers
+// through the one attempt path. Returned with its drain handle, so shutdown
+// needs no lookup on the side.
 
-import { createServer, type Server, type Socket } from 'node:net'
+import { createServer as createNetServer, type Server, type Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
+import {
+  createServer as createTlsServer,
+  type SecureContext,
+  type TLSSocket,
+  type TlsOptions,
+} from 'node:tls'
 import type { Logger } from '../log.js'
 import type { TableStore } from '../table/store.js'
 import { createRequestHandler } from './attempt.js'
+import type { Downstream } from './exchange.js'
 import type { PassiveHealth } from './health.js'
-import {
-  type ClientConnection,
-  type ClientContext,
-  type ClientLimits,
-  ClientConnection as Connection,
-} from './http1/client.js'
+import { ClientConnection, type ClientContext, type ClientLimits } from './http1/client.js'
 import { assertParserAvailable } from './http1/llhttp.js'
 import type { Upstreams } from './http1/upstream.js'
+import { Http2Front, type Http2Limits } from './http2/client.js'
 import { NO_OBSERVER, type ProxyObserver } from './observer.js'
 import type { Balancer } from './pickers.js'
 import type { Sweeper } from './sweeper.js'
@@ -34,64 +38,121 @@ export interface ProxyOptions {
   readonly sweeper: Sweeper
 }
 
+/** Certificates for a TLS listener. */
+export interface TlsSource {
+  /** Server-wide options: versions, ciphers, session resumption, and the default certificate. */
+  serverOptions(): TlsOptions
+  /** The context for an SNI name; null when no certificate serves it (the default one then does). */
+  secureContextFor(servername: string): SecureContext | null
+  /** Calls `listener` whenever the certificates change. */
+  onChange(listener: () => void): void
+}
+
+export interface HttpsOptions {
+  readonly tls: TlsSource
+  readonly http2: Omit<Http2Limits, 'requestBuffer' | 'maxBodySize'>
+}
+
 export interface ProxyListener {
   readonly server: Server
-  /** Live client connections (for tests and status). */
+  /** Live HTTP/1.1 client connections (for tests and status). */
   readonly connections: ReadonlySet<ClientConnection>
   /**
    * Graceful stop: stop accepting, close idle keep-alive connections at once
    * and the others as soon as their response is done (responses sent
-   * meanwhile say `Connection: close`); cut whatever is left (slow requests,
-   * WebSockets) at `graceMs`. Resolves when every connection is gone, with the
-   * number that had to be cut.
+   * meanwhile say `Connection: close`; HTTP/2 sessions get GOAWAY); cut
+   * whatever is left (slow requests, WebSockets) at `graceMs`. Resolves when
+   * every connection is gone, with the number that had to be cut.
    */
   drain(graceMs: number): Promise<{ cut: number }>
 }
 
-export function createProxyListener(options: ProxyOptions): ProxyListener {
-  assertParserAvailable()
-  const observer = options.observer ?? NO_OBSERVER
-  const handle = createRequestHandler({
+/** The handler a set of listeners shares (one per data plane). */
+export function createHandler(options: ProxyOptions): (down: Downstream) => void {
+  return createRequestHandler({
     store: options.store,
     balancer: options.balancer,
     upstreams: options.upstreams,
     log: options.log,
-    observer,
+    observer: options.observer ?? NO_OBSERVER,
     retries: options.retries,
     health: options.health ?? null,
   })
+}
+
+export function createProxyListener(
+  options: ProxyOptions,
+  https: HttpsOptions | null = null,
+  handle: (down: Downstream) => void = createHandler(options),
+): ProxyListener {
+  assertParserAvailable()
+  const observer = options.observer ?? NO_OBSERVER
   const connections = new Set<ClientConnection>()
   const tunnels = new Set<Duplex>()
   const ctx: ClientContext = {
     limits: options.limits,
     sweeper: options.sweeper,
-    proto: 'http',
+    proto: https === null ? 'http' : 'https',
     observer,
     handle,
     draining: false,
     connections,
     tunnels,
   }
-  const server = createServer({ noDelay: true }, (socket: Socket) => {
-    if (ctx.draining) {
-      socket.destroy()
-      return
-    }
-    new Connection(socket, ctx)
-  })
+  const h2 =
+    https === null
+      ? null
+      : new Http2Front({
+          limits: {
+            ...https.http2,
+            requestBuffer: options.limits.requestBuffer,
+            maxBodySize: options.limits.maxBodySize,
+          },
+          observer,
+          handle,
+          draining: false,
+        })
+
+  let server: Server
+  if (https === null) {
+    server = createNetServer({ noDelay: true }, (socket: Socket) => {
+      if (ctx.draining) socket.destroy()
+      else new ClientConnection(socket, ctx)
+    })
+  } else {
+    const source = https.tls
+    const tlsServer = createTlsServer({
+      ...source.serverOptions(),
+      ALPNProtocols: ['h2', 'http/1.1'],
+      SNICallback: (servername, done) => done(null, source.secureContextFor(servername) ?? undefined),
+    })
+    // New and rotated certificates serve new handshakes; open connections keep theirs.
+    source.onChange(() => tlsServer.setSecureContext(source.serverOptions()))
+    tlsServer.on('secureConnection', (socket: TLSSocket) => {
+      socket.setNoDelay(true)
+      if (ctx.draining) socket.destroy()
+      else if (socket.alpnProtocol === 'h2') h2?.accept(socket)
+      else new ClientConnection(socket, ctx)
+    })
+    // A failed handshake (no certificate, a scanner): nothing to answer.
+    tlsServer.on('tlsClientError', (_err, socket) => socket.destroy())
+    server = tlsServer
+  }
 
   const drain = async (graceMs: number): Promise<{ cut: number }> => {
     ctx.draining = true
+    h2?.drain()
     const closed = new Promise<void>((resolve) => server.close(() => resolve()))
     for (const c of connections) c.closeIfIdle()
     let cut = 0
     const deadline = setTimeout(() => {
-      cut = connections.size + tunnels.size
+      cut = connections.size + tunnels.size + (h2?.sessions.size ?? 0)
       for (const c of connections) c.socket.destroy()
       for (const t of tunnels) t.destroy()
+      h2?.destroyAll()
     }, graceMs)
     try {
-      // Tunnels' sockets still count as the server's connections.
+      // Tunnels' and HTTP/2 sessions' sockets still count as the server's connections.
       await closed
     } finally {
       clearTimeout(deadline)

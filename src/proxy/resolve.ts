@@ -35,6 +35,8 @@ export type RejectReason =
   | 'body-too-large'
   /** An Upgrade to anything but WebSocket (501). */
   | 'upgrade'
+  /** An HTTP/2 client resetting streams faster than proxy.http2.maxResetsPerSecond (disconnected). */
+  | 'h2-rapid-reset'
 
 export type Resolution =
   | {

@@ -35,6 +35,8 @@ export interface SyncStatus {
   readonly watches: readonly BlockingQueryState[]
   /** Consul-side problems: unreachable, permission denied, results filtered by ACLs. */
   readonly problems: readonly Problem[]
+  /** When watching began (0 before start()), so readiness can say since when it waits. */
+  readonly startedAt?: number
 }
 
 export class TableSync {
@@ -45,6 +47,7 @@ export class TableSync {
   private initialised = false
   private scheduled = false
   private stopped = false
+  private startedAt = 0
 
   constructor(options: SyncOptions) {
     this.options = options
@@ -80,6 +83,7 @@ export class TableSync {
 
   /** Starts watching; resolves when the first table is serving. */
   async start(): Promise<void> {
+    this.startedAt = this.clock.now()
     this.catalog.start()
     this.targets.start()
     await Promise.all([this.catalog.ready(), this.targets.ready])
@@ -118,6 +122,7 @@ export class TableSync {
       lastSyncAt: failing.length === 0 ? now : oldest,
       watches,
       problems,
+      startedAt: this.startedAt,
     }
   }
 

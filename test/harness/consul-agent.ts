@@ -1,2 +1,2 @@
-// The dev agent lives in src/demo so the demo and the benchmarks use the same one.
-export { ConsulAgent, type ConsulInfo, findConsulBinary, freePort } from '../../src/demo/consul-agent.js'
+// The dev agent lives in dev/consul, shared with the demo and the benchmarks.
+export { ConsulAgent, type ConsulInfo, findConsulBinary, freePort } from '../../dev/consul/agent.js'

@@ -1,2 +1,2 @@
-// Lives in src/demo so the demo and the benchmarks use the same one.
-export { ConsulApi, type InstanceSpec } from '../../src/demo/consul-api.js'
+// Lives in dev/consul, shared with the demo and the benchmarks.
+export { ConsulApi, type InstanceSpec } from '../../dev/consul/api.js'

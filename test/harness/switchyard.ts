@@ -7,6 +7,7 @@ import { stringify } from 'yaml'
 import { type Switchyard, startSwitchyard } from '../../src/cli/serve.js'
 import { loadConfig, type ResolvedConfig } from '../../src/config/load.js'
 import { createLogger } from '../../src/log.js'
+import type { TlsSource } from '../../src/proxy/listener.js'
 import type { ProxyObserver } from '../../src/proxy/observer.js'
 import type { ConsulInfo } from './consul-agent.js'
 
@@ -33,6 +34,8 @@ export async function startTestProxy(
   options: {
     token?: string
     observer?: ProxyObserver
+    /** Certificates for https listeners. */
+    tls?: TlsSource
     waitLoaded?: boolean
     /** More environment variables, in Consul's conventions (CONSUL_CACERT…). */
     env?: Record<string, string>
@@ -65,6 +68,7 @@ export async function startTestProxy(
     log,
     token: options.token ?? consul.proxyToken,
     observer: options.observer,
+    tls: options.tls,
   })
   if (options.waitLoaded !== false) await app.loaded
 

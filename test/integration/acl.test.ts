@@ -61,7 +61,17 @@ describeWithConsul('ACL tokens', (consul) => {
     })
     const ready = await proxy.admin('/ready')
     expect(ready.status).toBe(503)
-    expect(JSON.parse(ready.body).reason).toContain('no routing table yet')
+    // The body names the cause, the prefix and since when, not only "waiting".
+    const body = JSON.parse(ready.body)
+    expect(body.reason).toMatch(
+      new RegExp(
+        `^no routing table yet: the token lacks a permission \\(see config/acl/switchyard-proxy\\.hcl\\): token cannot read key prefix ${targetPrefix}/: 403 Permission denied.* \\(watch targets, failing since \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z\\)$`,
+      ),
+    )
+    expect(body.cause).toMatchObject({ code: 'SWY_ERR_CONSUL_PERMISSION', watch: 'targets' })
+    expect(Date.parse(body.since)).toBeLessThanOrEqual(Date.now())
+    const page = await proxy.admin('/')
+    expect(page.body).toContain(`token cannot read key prefix ${targetPrefix}/: 403 Permission denied`)
     const res = await proxy.get('/web')
     expect(res.status).toBe(503)
     expect(res.body).toContain('no routing table yet')

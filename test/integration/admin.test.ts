@@ -262,7 +262,17 @@ describeWithConsul('readiness', (shared) => {
       })
       const ready = await proxy.admin('/ready')
       expect(ready.status).toBe(503)
-      expect(JSON.parse(ready.body).reason).toContain('no routing table yet')
+      const body = JSON.parse(ready.body)
+      expect(body.reason).toMatch(
+        new RegExp(
+          `^no routing table yet: Consul unreachable: Consul at ${nowhere.address} unreachable: ECONNREFUSED \\(watch \\w+, failing since \\S+Z\\)$`,
+        ),
+      )
+      expect(body.cause).toMatchObject({ code: 'SWY_ERR_CONSUL_UNREACHABLE' })
+      expect(body.since).toBe(body.cause.failingSince)
+      expect((await proxy.admin('/')).body).toContain(
+        `Consul at ${nowhere.address} unreachable: ECONNREFUSED`,
+      )
       expect((await proxy.admin('/health')).status).toBe(200)
     })
   })
@@ -292,7 +302,9 @@ describeWithConsul('readiness', (shared) => {
       await eventually(async () => {
         const ready = await proxy.admin('/ready')
         expect(ready.status).toBe(503)
-        expect(JSON.parse(ready.body).reason).toMatch(/Consul unreachable for \d+s \(limit 1s\)/)
+        expect(JSON.parse(ready.body).reason).toMatch(
+          /^Consul unreachable for \d+s \(limit 1s\): Consul at \S+ unreachable: \w+ \(watch \S+, since \S+Z\); serving the last table$/,
+        )
       }, 15_000)
       expect(Date.now() - stoppedAt).toBeGreaterThanOrEqual(1000)
       expect((await proxy.admin('/health')).status).toBe(200)

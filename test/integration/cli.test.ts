@@ -2,7 +2,7 @@
 // process, with Consul's environment variables.
 
 import { execFile, spawn } from 'node:child_process'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { type AddressInfo, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -40,7 +40,7 @@ describe('bad configuration stops start-up with one line naming the problem, exi
   it.each([
     [
       ['serve', '--config', file('bad-listen.yaml', 'proxy:\n  listen: here\n')],
-      'SWY_ERR_CONFIG: proxy.listen: "here" is not host:port',
+      `SWY_ERR_CONFIG: proxy.listen: "here" is not host:port (set in ${join(dir, 'bad-listen.yaml')})`,
     ],
     [
       ['serve', '--config', file('typo.yaml', 'consul:\n  adress: x\n')],
@@ -48,7 +48,10 @@ describe('bad configuration stops start-up with one line naming the problem, exi
     ],
     [['serve', '--config', join(dir, 'missing.yaml')], 'SWY_ERR_CONFIG: --config: cannot read'],
     [['serve', '--strategy', 'fastest'], 'SWY_ERR_CONFIG: proxy.strategy'],
-    [['serve', '--bogus'], "SWY_ERR_CONFIG: argv: Unknown option '--bogus'"],
+    [
+      ['serve', '--listen', 'here'],
+      'SWY_ERR_CONFIG: proxy.listen: "here" is not host:port (set by --listen)',
+    ],
   ])('%j', async (args, message) => {
     const r = await run(args)
     expect(r.code).toBe(2)
@@ -56,24 +59,92 @@ describe('bad configuration stops start-up with one line naming the problem, exi
     expect(r.stderr.trim().split('\n')).toHaveLength(1)
   })
 
+  it('a value from an environment variable: the error names the variable', async () => {
+    const addr = await run(['routes'], { CONSUL_HTTP_ADDR: 'http://consul.example/v1' })
+    expect(addr.code).toBe(2)
+    expect(addr.stderr.trim()).toBe(
+      'switchyard: SWY_ERR_CONFIG: consul.address: "http://consul.example/v1" must not have a path (set by CONSUL_HTTP_ADDR)',
+    )
+    const level = await run(['serve'], { SWITCHYARD_LOG_LEVEL: 'loud' })
+    expect(level.code).toBe(2)
+    expect(level.stderr).toMatch(
+      /^switchyard: SWY_ERR_CONFIG: log\.level: .* \(set by SWITCHYARD_LOG_LEVEL\)\n$/,
+    )
+    const config = await run(['serve'], { SWITCHYARD_CONFIG: join(dir, 'nowhere.yaml') })
+    expect(config.stderr.trim()).toBe(
+      `switchyard: SWY_ERR_CONFIG: SWITCHYARD_CONFIG: cannot read ${join(dir, 'nowhere.yaml')}: ENOENT`,
+    )
+  })
+
   it('a missing, empty or unreadable token file', async () => {
     const missing = await run(['serve'], { CONSUL_HTTP_TOKEN_FILE: join(dir, 'nope') })
     expect(missing.code).toBe(2)
     expect(missing.stderr.trim()).toBe(
-      `switchyard: SWY_ERR_TOKEN_FILE: cannot read Consul token file ${join(dir, 'nope')}: ENOENT`,
+      `switchyard: SWY_ERR_TOKEN_FILE: cannot read Consul token file ${join(dir, 'nope')} (set by CONSUL_HTTP_TOKEN_FILE): ENOENT`,
     )
     const empty = await run(['serve'], { CONSUL_HTTP_TOKEN_FILE: file('empty-token', '\n') })
     expect(empty.code).toBe(2)
-    expect(empty.stderr).toContain('the file is empty')
+    expect(empty.stderr).toContain('(set by CONSUL_HTTP_TOKEN_FILE): the file is empty')
     const directory = await run(['serve', '--consul-token-file', dir])
     expect(directory.code).toBe(2)
-    expect(directory.stderr).toContain('EISDIR')
+    expect(directory.stderr).toContain(
+      `cannot read Consul token file ${dir} (set by --consul-token-file): EISDIR`,
+    )
+  })
+})
+
+describe('command-line manners: one Switchyard line with the fix, exit 2', () => {
+  it.each([
+    [['serv'], 'SWY_ERR_USAGE: unknown command "serv" (did you mean serve?); see switchyard --help'],
+    [['serve', '--bogus'], 'SWY_ERR_USAGE: serve: unknown flag --bogus; see switchyard serve --help'],
+    [['serve', '--lisen', ':80'], 'SWY_ERR_USAGE: serve: unknown flag --lisen (did you mean --listen?)'],
+    [['serve', '--listen'], 'SWY_ERR_USAGE: serve: --listen needs a value; see switchyard serve --help'],
+    [['routes', '--json=yes'], 'SWY_ERR_USAGE: routes: --json takes no value'],
+    [['routes', 'web'], 'SWY_ERR_USAGE: routes: unexpected argument "web"'],
+    [['target', 'show', 'web'], 'SWY_ERR_USAGE: target: unknown action "show": get, set, toggle or clear'],
+    [
+      ['target', 'set', '--version', '1'],
+      'SWY_ERR_USAGE: target set: give the service: switchyard target set <service>',
+    ],
+  ])('%j', async (args, message) => {
+    const r = await run(args)
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain(`switchyard: ${message}`)
+    expect(r.stderr.trim().split('\n')).toHaveLength(1)
+    expect(r.stdout).toBe('')
   })
 
-  it('an unknown command', async () => {
-    const r = await run(['serv'])
+  it.each([
+    ['serve', '--token', 'secret'],
+    ['routes', '--token=secret'],
+    ['target', 'get', 'web', '-token', 'secret'],
+  ])('a token given as a flag is refused with where to put it: %s %s', async (...args) => {
+    const r = await run(args)
     expect(r.code).toBe(2)
-    expect(r.stderr).toContain('unknown command "serv"')
+    expect(r.stderr).toMatch(
+      /^switchyard: SWY_ERR_USAGE: .*--?token is not accepted \(a token on the command line shows in ps\): write the token to a file only you can read and set CONSUL_HTTP_TOKEN_FILE=<file>/,
+    )
+    expect(r.stderr).not.toContain('secret')
+  })
+
+  it('--version prints the package version; <command> --help prints that command’s flags, exit 0', async () => {
+    const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'))
+    const v = await run(['--version'])
+    expect(v.code).toBe(0)
+    expect(v.stdout).toBe(`switchyard ${version} (Node.js ${process.version})\n`)
+    for (const [command, words] of [
+      ['serve', '--admin-listen <host:port>'],
+      ['routes', '--json'],
+      ['target', 'target toggle <service> [--to V]'],
+      ['healthcheck', 'Exits 0 if the Switchyard on this host answers /health'],
+    ]) {
+      const help = await run([command as string, '--help'])
+      expect(help.code).toBe(0)
+      expect(help.stdout).toContain(`usage: switchyard ${command}`)
+      expect(help.stdout).toContain(words)
+      expect(help.stderr).toBe('')
+    }
+    expect((await run(['target', 'set', 'web', '-h'])).stdout).toContain('usage: switchyard target')
   })
 })
 
@@ -139,8 +210,8 @@ describe('switchyard routes without a Consul', () => {
     const port = await freePort()
     const r = await run(['routes'], { CONSUL_HTTP_ADDR: `127.0.0.1:${port}` })
     expect(r.code).toBe(1)
-    expect(r.stderr).toContain(
-      `SWY_ERR_CONSUL_UNREACHABLE: Consul at http://127.0.0.1:${port} unreachable: ECONNREFUSED`,
+    expect(r.stderr.trim()).toBe(
+      `switchyard: SWY_ERR_CONSUL_UNREACHABLE: Consul at http://127.0.0.1:${port} unreachable: ECONNREFUSED (address set by CONSUL_HTTP_ADDR)`,
     )
   })
 })

@@ -1,13 +1,21 @@
 // `npm run demo`, as a new user runs it: the CI mode checks the splits it
-// prints; the interactive mode stops everything on Ctrl-C.
+// prints; the interactive mode shows live counts of the last seconds,
+// announces instances leaving and rejoining, and stops everything on Ctrl-C,
+// also when its output goes through `tee`.
 
-import { execFile, spawn } from 'node:child_process'
+import { type ChildProcess, execFile, spawn } from 'node:child_process'
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { connect } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { expect, it } from 'vitest'
+import { afterAll, expect, it } from 'vitest'
 import { describeWithConsul } from '../harness/context.js'
+import { eventually } from '../harness/wait.js'
 
-const DEMO = new URL('../../dist/demo/main.js', import.meta.url).pathname
+const ROOT = new URL('../../', import.meta.url).pathname
+/** The demo as `npm run demo` runs it (after its build step): from source, through tsx. */
+const DEMO = ['--import', 'tsx', `${ROOT}dev/demo/main.ts`]
 
 /** The loopback ports of the URLs a demo printed. */
 function ports(output: string): number[] {
@@ -25,9 +33,36 @@ async function listening(port: number): Promise<boolean> {
   })
 }
 
+const ESC = String.fromCharCode(27)
+
+/** Frames of the live view: each redraw starts after a cursor-up escape. */
+function frames(output: string): string[][] {
+  return output
+    .split(new RegExp(`${ESC}\\[\\d+A`))
+    .slice(1)
+    .map((frame) =>
+      frame
+        .split('\n')
+        .map((line) => line.replaceAll(`${ESC}[2K`, ''))
+        .filter((line) => /[█░]/.test(line)),
+    )
+}
+
+const exited = (child: ChildProcess) =>
+  new Promise<number | null>((resolve) => {
+    if (child.exitCode !== null) resolve(child.exitCode)
+    else child.on('exit', (code) => resolve(code))
+  })
+
+const scratch = mkdtempSync(join(tmpdir(), 'switchyard-demo-test-'))
+afterAll(() => rmSync(scratch, { recursive: true, force: true }))
+
 describeWithConsul('npm run demo', () => {
   it('--ci walks 100/0 → 90/10 → 0/100 and a failed instance, and checks the splits it printed', async () => {
-    const { stdout } = await promisify(execFile)(process.execPath, [DEMO, '--ci'], { timeout: 120_000 })
+    const { stdout } = await promisify(execFile)(process.execPath, [...DEMO, '--ci'], {
+      cwd: ROOT,
+      timeout: 120_000,
+    })
     expect(stdout).toContain('demo: all checks passed')
     const bar = (version: string) =>
       [
@@ -44,27 +79,85 @@ describeWithConsul('npm run demo', () => {
     expect(canary2).toBeGreaterThanOrEqual(9)
     expect(canary2).toBeLessThanOrEqual(11)
     expect(stdout).toMatch(/green-2\s+░+\s+0\.0%\s+\(0\)/)
+    expect(stdout).toMatch(/green-2 rejoined the pool [\d.]+ s after it passed again/)
     for (const port of new Set(ports(stdout))) expect(await listening(port)).toBe(false)
   })
 
-  it('stops everything it started on Ctrl-C', async () => {
-    const child = spawn(process.execPath, [DEMO], { stdio: ['ignore', 'pipe', 'pipe'] })
+  it('the live view counts the last seconds, keeps its columns aligned, and stops everything on Ctrl-C', async () => {
+    const child = spawn(process.execPath, DEMO, {
+      cwd: ROOT,
+      env: { ...process.env, SWITCHYARD_DEMO_LIVE: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     let output = ''
-    let sent = false
     child.stdout.on('data', (d) => {
       output += d
-      // Twice, as an impatient user would: the second must not cut the clean-up short.
-      if (!sent && output.includes('until Ctrl-C')) {
-        sent = true
-        child.kill('SIGINT')
-        child.kill('SIGINT')
-      }
     })
-    const code = await new Promise((resolve) => child.on('exit', resolve))
+    try {
+      // The command the demo suggests, run as printed (the clone's `npx switchyard` is dist/cli/main.js).
+      const suggested =
+        /CONSUL_HTTP_ADDR=(\S+) CONSUL_HTTP_TOKEN=(\S+) \\\n\s+npx switchyard (target set demo --version 1\.0 .*)\n/
+      await eventually(() => expect(output).toMatch(suggested), 100_000, 200)
+      const [, addr, token, command] = suggested.exec(output) ?? []
+      const set = await promisify(execFile)(
+        process.execPath,
+        [`${ROOT}dist/cli/main.js`, ...(command ?? '').split(' ')],
+        { env: { PATH: process.env.PATH ?? '', CONSUL_HTTP_ADDR: addr, CONSUL_HTTP_TOKEN: token } },
+      )
+      expect(set.stdout).toContain('live on 1 proxy: traffic follows version=1.0')
+      const setAt = output.length
+      // Green got traffic for minutes before; within the window it drops to nothing.
+      await eventually(
+        () => {
+          const last = frames(output.slice(setAt)).at(-1) ?? []
+          const green = last.filter((l) => l.trim().startsWith('2.0/'))
+          expect(green).toHaveLength(2)
+          for (const line of green) expect(line).toMatch(/\s0\.0%\s+\(0\)$/)
+        },
+        10_000,
+        250,
+      )
+      const last = frames(output).at(-1) ?? []
+      // `2.0/green-1` is longer than the old fixed column: every bar still starts in one column.
+      expect(new Set(last.map((l) => l.search(/[█░]/))).size).toBe(1)
+    } finally {
+      child.kill('SIGINT')
+      // Twice, as an impatient user would: the second must not cut the clean-up short.
+      child.kill('SIGINT')
+    }
+    const code = await exited(child)
     expect(output).toContain('Stopping Switchyard, the demo instances and Consul')
     expect(code).toBe(0)
     const printed = new Set(ports(output))
     expect(printed.size).toBeGreaterThanOrEqual(3)
     for (const port of printed) expect(await listening(port)).toBe(false)
-  }, 120_000)
+  }, 150_000)
+
+  it('Ctrl-C through `tee` (which dies first) still removes its temporary files', async () => {
+    const tmp = mkdtempSync(join(scratch, 'tmp-'))
+    const log = join(scratch, 'tee.log')
+    // A shell pipeline in its own process group, as a terminal runs it: Ctrl-C signals every process of it.
+    const shell = spawn('bash', ['-c', `exec "$0" "$@" | tee ${log} >/dev/null`, process.execPath, ...DEMO], {
+      cwd: ROOT,
+      env: { ...process.env, TMPDIR: tmp },
+      detached: true,
+      stdio: 'ignore',
+    })
+    const read = () => {
+      try {
+        return readFileSync(log, 'utf8')
+      } catch {
+        return ''
+      }
+    }
+    await eventually(() => expect(read()).toContain('until Ctrl-C'), 100_000, 200)
+    const mine = () => readdirSync(tmp).filter((name) => name.startsWith('switchyard-'))
+    expect(mine().length).toBeGreaterThanOrEqual(2)
+    process.kill(-(shell.pid as number), 'SIGINT')
+    await exited(shell)
+    // The demo may outlive the pipeline's shell by its clean-up.
+    await eventually(() => expect(mine()).toEqual([]), 30_000, 200)
+    for (const port of new Set(ports(read())))
+      await eventually(async () => expect(await listening(port)).toBe(false), 10_000)
+  }, 150_000)
 })

@@ -3,13 +3,16 @@
 // policies.
 
 import { execFile } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { ConsulApi } from '../harness/consul-api.js'
 import { describeWithConsul } from '../harness/context.js'
 import { startTestProxy, type TestProxy } from '../harness/switchyard.js'
-import { eventually } from '../harness/wait.js'
+import { eventually, uniqueName } from '../harness/wait.js'
 
 const ROOT = new URL('../../', import.meta.url).pathname
 
@@ -25,7 +28,9 @@ describeWithConsul('config/consul examples', (consul) => {
       file,
     ])
   const servers: Server[] = []
+  const dir = mkdtempSync(join(tmpdir(), 'switchyard-examples-'))
   let proxy: TestProxy
+  let operatorToken = ''
 
   beforeAll(async () => {
     // The apps the examples describe, on the ports they name.
@@ -44,6 +49,12 @@ describeWithConsul('config/consul examples', (consul) => {
     await consulCli('register', `${ROOT}config/consul/web.hcl`)
     await consulCli('register', `${ROOT}config/consul/blue-green.hcl`)
     proxy = await startTestProxy(consul, { routing: { targetPrefix: 'switchyard/targets/examples' } })
+    operatorToken = (
+      await api.createToken(
+        uniqueName('examples-operator'),
+        readFileSync(`${ROOT}config/acl/switchyard-operator.hcl`, 'utf8'),
+      )
+    ).secret
   })
 
   afterAll(async () => {
@@ -52,6 +63,7 @@ describeWithConsul('config/consul examples', (consul) => {
     await consulCli('deregister', `${ROOT}config/consul/blue-green.hcl`).catch(() => {})
     await api.kvDelete('switchyard/targets/examples/shop').catch(() => {})
     await Promise.all(servers.map((s) => new Promise((r) => s.close(r))))
+    rmSync(dir, { recursive: true, force: true })
   })
 
   it('web.hcl: both instances serve /web once their HTTP checks pass', async () => {
@@ -77,5 +89,78 @@ describeWithConsul('config/consul examples', (consul) => {
     )
     await api.kvPut('switchyard/targets/examples/shop', '{"version":"1.5.0"}')
     await eventually(async () => expect((await proxy.get('/shop/')).body).toBe('shop blue /'), 5_000)
+  })
+
+  it('blue-green.hcl: target toggle switches between the two slices', async () => {
+    await api.kvPut('switchyard/targets/examples/shop', '{"slice":"green"}')
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [
+        `${ROOT}dist/cli/main.js`,
+        'target',
+        'toggle',
+        'shop',
+        '--wait',
+        '--admin',
+        proxy.app.adminUrl,
+        '--target-prefix',
+        'switchyard/targets/examples',
+      ],
+      {
+        env: {
+          PATH: process.env.PATH ?? '',
+          CONSUL_HTTP_ADDR: consul.address,
+          CONSUL_HTTP_TOKEN: operatorToken,
+        },
+      },
+    )
+    expect(stdout).toContain('shop: {"slice":"green"} -> {"slice":"blue"}')
+    expect(stdout).toContain('shop: live on 1 proxy: traffic follows slice=blue')
+    for (let i = 0; i < 4; i++) expect((await proxy.get('/shop/')).body).toBe('shop blue /')
+    await api.kvPut('switchyard/targets/examples/shop', '{"version":"1.5.0"}')
+  })
+
+  it('switchyard.hcl: registers a Switchyard whose /ready Consul checks and that --fleet asks', async () => {
+    // The file as shipped, with this test proxy's admin port for 9998.
+    const admin = new URL(proxy.app.adminUrl).port
+    const file = join(dir, 'switchyard.hcl')
+    writeFileSync(file, readFileSync(`${ROOT}config/consul/switchyard.hcl`, 'utf8').replaceAll('9998', admin))
+    await consulCli('register', file)
+    try {
+      await eventually(
+        async () => {
+          const checks = (await (await api.call('GET', '/v1/health/checks/switchyard')).json()) as {
+            Status: string
+          }[]
+          expect(checks.map((c) => c.Status)).toEqual(['passing'])
+        },
+        20_000,
+        250,
+      )
+      const { stdout } = await promisify(execFile)(
+        process.execPath,
+        [
+          `${ROOT}dist/cli/main.js`,
+          'target',
+          'get',
+          'shop',
+          '--fleet',
+          '--target-prefix',
+          'switchyard/targets/examples',
+        ],
+        {
+          env: {
+            PATH: process.env.PATH ?? '',
+            CONSUL_HTTP_ADDR: consul.address,
+            CONSUL_HTTP_TOKEN: operatorToken,
+          },
+        },
+      )
+      expect(stdout).toContain(
+        `  proxy http://127.0.0.1:${admin} (switchyard-test/switchyard): serving version=1.5.0, desired version=1.5.0; ready`,
+      )
+    } finally {
+      await consulCli('deregister', file).catch(() => {})
+    }
   })
 })

@@ -56,8 +56,9 @@ describe('status page', () => {
     expect(page).toContain('<code>/shop</code>')
     expect(page).toContain('version <b>1.6.0</b>')
     expect(page).toContain('version <b>1.5.0</b>')
-    expect(page).toContain('not in target version=1.6.0')
-    expect(page).toContain('health check failing')
+    expect(page).toContain('<span class="state not-selected">not-selected</span> not in target version=1.6.0')
+    expect(page).toContain('<span class="state unhealthy">unhealthy</span> health check failing')
+    expect(page).not.toContain('idle')
     expect(page).toContain('1 of 2 serving &middot; 100% of traffic')
     expect(page).toContain('<span class="state serving">live</span>')
     expect(page).toContain('changed <span title="2030-01-02T03:03:00.000Z">1m 5s ago</span>')
@@ -102,6 +103,87 @@ describe('status page', () => {
     expect(page).toContain('<title>(not ready) Switchyard status</title>')
     expect(page).not.toContain('<script')
     expect(page).not.toContain('http-equiv="refresh"')
+  })
+
+  it('shows no green Ready badge beside a target that is not ready or a route with nothing serving', () => {
+    const stuck = buildRouteTable(
+      catalogOf([
+        instance('shop', ['urlprefix-/shop'], { id: 'shop-a', meta: { version: '1.5.0' } }),
+        instance('lone', ['urlprefix-/lone'], {
+          id: 'lone-1',
+          checks: [{ id: 'ttl', name: 'ttl', status: 'critical', serviceId: 'lone-1' }],
+        }),
+      ]),
+      [target('shop', { version: '2.0.0' })],
+      BUILD,
+    ).table
+    const page = renderStatusPage(model(stuck))
+    expect(page).toContain(
+      '<span class="badge warn" id="ready" title="the proxy serves (/ready is 200), but not everything is">Ready, 1 target not ready, 1 route with no serving instance</span>',
+    )
+    expect(page).not.toContain('class="badge ok" id="ready"')
+    expect(page).toContain('<span class="badge bad">0 of 1 serving</span>')
+  })
+
+  it('names the cause of not being ready and since when', () => {
+    const since = NOW - 42_000
+    const failing = (name: string, code: string, message: string) => ({
+      name,
+      index: 0,
+      requests: 3,
+      errors: 3,
+      consecutiveErrors: 3,
+      lastSuccessAt: 0,
+      failingSince: since,
+      lastError: Object.assign(new Error(message), { code }),
+    })
+    const denied = readiness(
+      status({
+        loaded: false,
+        startedAt: NOW - 60_000,
+        watches: [
+          failing('services', 'SWY_ERR_CONSUL_UNREACHABLE', 'Consul at http://c:8500 unreachable: ETIMEDOUT'),
+          failing(
+            'targets',
+            'SWY_ERR_CONSUL_PERMISSION',
+            'token cannot read key prefix switchyard/targets/: 403 Permission denied',
+          ),
+        ],
+      }),
+      60_000,
+      0,
+    )
+    expect(denied).toMatchObject({
+      ready: false,
+      reason:
+        'no routing table yet: the token lacks a permission (see config/acl/switchyard-proxy.hcl): token cannot read key prefix switchyard/targets/: 403 Permission denied (watch targets, failing since 2030-01-02T03:03:23.000Z)',
+      since: '2030-01-02T03:03:23.000Z',
+      cause: { code: 'SWY_ERR_CONSUL_PERMISSION', watch: 'targets' },
+    })
+    const waiting = readiness(status({ loaded: false, startedAt: NOW - 5_000 }), 60_000, 0)
+    expect(waiting.reason).toBe(
+      'no routing table yet: waiting for the first complete read of Consul (since 2030-01-02T03:04:00.000Z)',
+    )
+    const away = readiness(
+      status({
+        staleForMs: 95_000,
+        watches: [
+          failing(
+            'services',
+            'SWY_ERR_CONSUL_UNREACHABLE',
+            'Consul at http://c:8500 unreachable: ECONNREFUSED',
+          ),
+        ],
+      }),
+      60_000,
+      7,
+    )
+    expect(away.reason).toBe(
+      'Consul unreachable for 95s (limit 60s): Consul at http://c:8500 unreachable: ECONNREFUSED (watch services, since 2030-01-02T03:03:23.000Z); serving the last table',
+    )
+    const page = renderStatusPage(model(table, { readiness: denied }))
+    expect(page).toContain('403 Permission denied (watch targets, failing since 2030-01-02T03:03:23.000Z)')
+    expect(page).toContain('<span class="since" title="2030-01-02T03:03:23.000Z">(42s ago)</span>')
   })
 
   it('formats ages', () => {

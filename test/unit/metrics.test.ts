@@ -106,7 +106,8 @@ describe('RequestCounters', () => {
       { key: 'shop /shop ', byClass: '0,0,0,0,0' },
       { key: 'shop /shop 1.6.0', byClass: '0,1,0,0,0' },
     ])
-    expect([...counters.errorSeries()]).toEqual([])
+    // cart vanished with its error; shop's error counts start at 0.
+    expect([...counters.errorSeries()]).toEqual([{ service: 'shop', byReason: [0, 0, 0, 0] }])
 
     // A request that began on the first table and ends now: its series lives on, so it counts...
     counters.request(shop, newTarget, 200, 0.01)
@@ -115,7 +116,7 @@ describe('RequestCounters', () => {
     counters.upstreamError(routeOf(first, '/cart').backends[0]!, 'connect')
     expect(series(counters).find((s) => s.key === 'shop /shop 1.6.0')?.byClass).toBe('0,2,0,0,0')
     expect(series(counters).some((s) => s.key.endsWith('1.5.0'))).toBe(false)
-    expect([...counters.errorSeries()]).toEqual([])
+    expect([...counters.errorSeries()]).toEqual([{ service: 'shop', byReason: [0, 0, 0, 0] }])
     // Errors are per service, and shop is still there.
     counters.upstreamError(oldTarget, 'connect')
     expect([...counters.errorSeries()]).toEqual([{ service: 'shop', byReason: [1, 0, 0, 0] }])
@@ -135,16 +136,48 @@ describe('RequestCounters', () => {
     counters.rejected('framing')
     const counts = (it: Iterable<{ labels: Record<string, string>; n: number }>) =>
       [...it].map((c) => `${Object.values(c.labels).join(' ')} ${c.n}`).sort()
-    expect(counts(counters.timeoutCounts())).toEqual([' client-headers 1', 'cart idle 1', 'shop connect 2'])
-    expect(counts(counters.ejectionCounts())).toEqual(['cart 1'])
-    expect(counts(counters.rejectionCounts())).toEqual(['framing 1'])
+    // Every service's counters exist from the start, at 0; client-headers (no service) once it happens.
+    expect(counts(counters.timeoutCounts())).toEqual([
+      ' client-headers 1',
+      'cart client-body 0',
+      'cart connect 0',
+      'cart idle 1',
+      'cart queue 0',
+      'cart response-headers 0',
+      'shop client-body 0',
+      'shop connect 2',
+      'shop idle 0',
+      'shop queue 0',
+      'shop response-headers 0',
+    ])
+    expect(counts(counters.ejectionCounts())).toEqual(['cart 1', 'shop 0'])
+    expect(counts(counters.rejectionCounts())).toEqual([
+      'body-too-large 0',
+      'framing 1',
+      'h2-rapid-reset 0',
+      'header 0',
+      'headers-too-large 0',
+      'host 0',
+      'malformed 0',
+      'method 0',
+      'path 0',
+      'request-line 0',
+      'upgrade 0',
+    ])
 
     counters.retain(build([old1], first))
     counters.timeout('idle', cartTarget)
     counters.ejection(cartTarget)
-    expect(counts(counters.timeoutCounts())).toEqual([' client-headers 1', 'shop connect 2'])
-    expect(counts(counters.ejectionCounts())).toEqual([])
-    expect(counts(counters.rejectionCounts())).toEqual(['framing 1'])
+    expect(counts(counters.timeoutCounts())).toEqual([
+      ' client-headers 1',
+      'shop client-body 0',
+      'shop connect 2',
+      'shop idle 0',
+      'shop queue 0',
+      'shop response-headers 0',
+    ])
+    expect(counts(counters.ejectionCounts())).toEqual(['shop 0'])
+    expect(counts(counters.rejectionCounts())).toContain('framing 1')
   })
 
   it('counts upstream errors per service and reason', () => {
@@ -155,7 +188,10 @@ describe('RequestCounters', () => {
     counters.upstreamError(t, 'connect')
     counters.upstreamError(t, 'connect')
     counters.upstreamError(t, 'reset')
-    expect([...counters.errorSeries()]).toEqual([{ service: 'shop', byReason: [2, 0, 1, 0] }])
+    expect([...counters.errorSeries()].sort((a, b) => (a.service < b.service ? -1 : 1))).toEqual([
+      { service: 'cart', byReason: [0, 0, 0, 0] },
+      { service: 'shop', byReason: [2, 0, 1, 0] },
+    ])
   })
 })
 
@@ -186,6 +222,35 @@ function swap(store: TableStore, next: RouteTable): void {
 }
 
 describe('SwitchyardMetrics', () => {
+  it('error counters have a series per service from the start; no placeholder series with empty labels', async () => {
+    const store = new TableStore()
+    const metrics = new SwitchyardMetrics({ store, status: () => stubStatus(), defaultMetrics: false })
+    swap(store, build([old1, cart]))
+    const m = parsePrometheusText((await metrics.text()).body)
+    for (const service of ['shop', 'cart']) {
+      for (const reason of ['connect', 'timeout', 'reset'])
+        expect(sampleValue(m, 'switchyard_upstream_errors_total', { service, reason })).toBe(0)
+      for (const kind of ['connect', 'response-headers', 'idle'])
+        expect(sampleValue(m, 'switchyard_timeouts_total', { service, kind })).toBe(0)
+      expect(sampleValue(m, 'switchyard_instance_ejections_total', { service })).toBe(0)
+    }
+    expect(
+      sampleValue(m, 'switchyard_requests_total', { service: 'cart', version: '2.0.0', status_class: '5xx' }),
+    ).toBe(0)
+    expect(sampleValue(m, 'switchyard_rejected_requests_total', { reason: 'framing' })).toBe(0)
+    const empty = [...m.values()]
+      .flatMap((f) => f.samples)
+      .filter((x) => x.labels.service === '' || x.labels.route === '')
+    expect(empty).toEqual([])
+
+    // Requests that matched no route do get their (empty-labelled) series, once there are some.
+    metrics.observer.request(null, null, 404, 0.001, requestHead('/'))
+    const after = parsePrometheusText((await metrics.text()).body)
+    expect(sampleValue(after, 'switchyard_requests_total', { route: '', status_class: '4xx' })).toBe(1)
+    expect(samplesOf(after, 'switchyard_requests_total', { route: '', status_class: '5xx' })).toEqual([])
+    expect(sampleValue(after, 'switchyard_request_duration_seconds_count', { route: '' })).toBe(1)
+  })
+
   it('exposes requests, durations, table gauges and watch state as valid Prometheus text', async () => {
     const store = new TableStore()
     const metrics = new SwitchyardMetrics({ store, status: () => stubStatus(), defaultMetrics: false })
@@ -203,7 +268,12 @@ describe('SwitchyardMetrics', () => {
     expect(
       sampleValue(m, 'switchyard_requests_total', { ...shopLabels, version: '1.6.0', status_class: '2xx' }),
     ).toBe(1)
-    expect(samplesOf(m, 'switchyard_requests_total', { version: '1.5.0' })).toEqual([])
+    // Not selected, never asked: its error classes are there at 0, so a 5xx ratio has a series.
+    expect(
+      samplesOf(m, 'switchyard_requests_total', { version: '1.5.0' })
+        .map((x) => `${x.labels.status_class}=${x.value}`)
+        .sort(),
+    ).toEqual(['2xx=0', '4xx=0', '5xx=0'])
     expect(sampleValue(m, 'switchyard_requests_total', { route: '', status_class: '4xx' })).toBe(1)
     expect(sampleValue(m, 'switchyard_request_duration_seconds_bucket', { ...shopLabels, le: '0.025' })).toBe(
       1,
@@ -251,7 +321,7 @@ describe('SwitchyardMetrics', () => {
       samplesOf(m, 'switchyard_request_duration_seconds_count')
         .map((s) => s.labels.route)
         .sort(),
-    ).toEqual(['', '/shop'])
+    ).toEqual(['/shop'])
     expect(sampleValue(m, 'switchyard_table_swaps_total')).toBe(2)
   })
 

@@ -10,8 +10,6 @@
 // up with a clear message if a future Node removes it. The fallback then is
 // the WebAssembly build of the same llhttp that undici ships.
 
-import { createRequire } from 'node:module'
-
 /** Callbacks a parser calls; `this` is the parser. */
 export interface ParserCallbacks {
   /** Headers flushed before the head completes (more than 32 fields, or a head split over reads), and trailers. */
@@ -77,7 +75,8 @@ interface HttpCommon {
 let common: HttpCommon | null = null
 let loadError: Error | null = null
 try {
-  common = createRequire(import.meta.url)('node:_http_common') as HttpCommon
+  // getBuiltinModule works the same from ESM, CommonJS and a single executable.
+  common = process.getBuiltinModule('node:_http_common') as HttpCommon
   if (typeof common.HTTPParser !== 'function' || !Array.isArray(common.methods)) {
     throw new Error('node:_http_common has no HTTPParser')
   }

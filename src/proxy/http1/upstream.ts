@@ -11,57 +11,16 @@ import { connect as netConnect, type Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { connect as tlsConnect } from 'node:tls'
 import type { Backend } from '../../routing/types.js'
+import { fieldLines, upstreamRequestHead } from '../headers.js'
 import { NEVER, type Sweepable, type Sweeper } from '../sweeper.js'
-import { createParser, NO_RESOURCE, type ParseError, type Parser, RESPONSE, STRICT } from './llhttp.js'
-
-/** Why an exchange with an instance failed. */
-export type UpstreamFailureKind =
-  /** No connection: refused, unreachable, DNS. */
-  | 'connect'
-  | 'connect-timeout'
-  /** TLS handshake or certificate verification failed. */
-  | 'tls'
-  /** Every connection to the instance is busy and the wait queue is full. */
-  | 'queue-full'
-  /** Waited for a connection longer than proxy.timeouts.queue. */
-  | 'queue-timeout'
-  /** The connection closed or broke before the response was complete. */
-  | 'reset'
-  | 'headers-timeout'
-  | 'idle-timeout'
-  /** The instance's response could not be parsed. */
-  | 'bad-response'
-
-export class UpstreamFailure extends Error {
-  readonly kind: UpstreamFailureKind
-  /** The system or parser code behind it (ECONNREFUSED, HPE_...), '' if none. */
-  readonly code: string
-  constructor(kind: UpstreamFailureKind, message: string, code = '') {
-    super(message)
-    this.kind = kind
-    this.code = code
-  }
-}
-
-/** What a connection reports to the exchange it carries. */
-export interface UpstreamHandler {
-  /** A connection is ready for the request (new, or reused from the pool: `reused`). */
-  onConnection(connection: UpstreamConnection, reused: boolean): void
-  /** 1xx other than 100 and 101. */
-  onInformational(status: number, headers: string[]): void
-  /** The final response head. Return true to skip the body (a response to HEAD). */
-  onResponseHead(status: number, reason: string, headers: string[], keepAlive: boolean): boolean
-  onResponseData(chunk: Buffer): void
-  onResponseEnd(trailers: string[]): void
-  /** 101 to an upgrade: the socket now belongs to the handler; `head` are bytes read after the head. */
-  onUpgrade(status: number, reason: string, headers: string[], socket: Socket, head: Buffer): void
-  /** Before and after the bytes of one read are processed (to batch the client writes they cause). */
-  onReadStart(): void
-  onReadEnd(): void
-  /** The connection's write buffer drained (request body backpressure). */
-  onDrain(): void
-  onFailure(failure: UpstreamFailure): void
-}
+import {
+  type UpstreamChannel,
+  UpstreamFailure,
+  type UpstreamHandler,
+  type UpstreamPool,
+  type UpstreamRequest,
+} from '../upstream.js'
+import { createParser, NO_RESOURCE, type Parser, RESPONSE, STRICT } from './llhttp.js'
 
 export interface UpstreamOptions {
   readonly connectTimeoutMs: number
@@ -103,8 +62,8 @@ function isTlsError(code: string): boolean {
 
 type ConnectionState = 'connecting' | 'busy' | 'idle' | 'closed'
 
-export class UpstreamConnection implements Sweepable {
-  readonly pool: UpstreamPool
+export class UpstreamConnection implements Sweepable, UpstreamChannel {
+  readonly pool: Http1Pool
   readonly socket: Socket
   private readonly parser: Parser
   private state: ConnectionState = 'connecting'
@@ -118,6 +77,8 @@ export class UpstreamConnection implements Sweepable {
   private upgraded = false
   private requestDone = false
   private responseDone = false
+  /** The request body goes out chunked (the client's was). */
+  private chunkedBody = false
   private connectDeadline: number
   private headersDeadline = NEVER
   private idleSince = 0
@@ -125,7 +86,7 @@ export class UpstreamConnection implements Sweepable {
   private readPaused = false
   private error: UpstreamFailure | null = null
 
-  constructor(pool: UpstreamPool, handler: UpstreamHandler) {
+  constructor(pool: Http1Pool, handler: UpstreamHandler) {
     this.pool = pool
     this.handler = handler
     const o = pool.options
@@ -151,13 +112,37 @@ export class UpstreamConnection implements Sweepable {
     this.socket.on('drain', this.onSocketDrain)
   }
 
-  /** Writes (part of) the request; false when the socket's buffer is full (wait for onDrain). */
-  write(data: string | Buffer): boolean {
-    return typeof data === 'string' ? this.socket.write(data, 'latin1') : this.socket.write(data)
+  sendRequest(request: UpstreamRequest): void {
+    this.chunkedBody = request.bodyLength === -1
+    this.socket.write(
+      upstreamRequestHead(
+        request.method,
+        request.target,
+        request.headers,
+        request.facts,
+        request.bodyLength,
+        request.upgrade,
+      ),
+      'latin1',
+    )
+    if (request.bodyLength === null) this.requestSent()
+  }
+
+  writeBody(chunk: Buffer): boolean {
+    if (chunk.length === 0) return true
+    if (!this.chunkedBody) return this.socket.write(chunk)
+    this.socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1')
+    this.socket.write(chunk)
+    return this.socket.write('\r\n', 'latin1')
+  }
+
+  endBody(trailers: readonly string[]): void {
+    if (this.chunkedBody) this.socket.write(`0\r\n${fieldLines(trailers)}\r\n`, 'latin1')
+    this.requestSent()
   }
 
   /** The whole request is written: the response head is due within the headers timeout. */
-  requestSent(): void {
+  private requestSent(): void {
     this.requestDone = true
     if (this.inHead) this.headersDeadline = performance.now() + this.pool.options.responseHeadersTimeoutMs
     if (this.responseDone) this.release()
@@ -203,7 +188,7 @@ export class UpstreamConnection implements Sweepable {
     this.responseDone = false
     this.headersDeadline = NEVER
     this.lastReadAt = performance.now()
-    handler.onConnection(this, true)
+    handler.onConnection(this)
   }
 
   get idle(): boolean {
@@ -259,7 +244,7 @@ export class UpstreamConnection implements Sweepable {
       this.pool.release(this)
       return
     }
-    handler.onConnection(this, false)
+    handler.onConnection(this)
   }
 
   private readonly onData = (chunk: Buffer): void => {
@@ -461,7 +446,7 @@ interface Waiter {
   readonly deadline: number
 }
 
-export class UpstreamPool implements Sweepable {
+export class Http1Pool implements Sweepable, UpstreamPool {
   readonly target: UpstreamTarget
   readonly options: UpstreamOptions
   private readonly sweeper: Sweeper
@@ -576,22 +561,22 @@ export class UpstreamPool implements Sweepable {
 export class Upstreams {
   private readonly options: UpstreamOptions
   private readonly sweeper: Sweeper
-  private readonly pools = new Map<string, UpstreamPool>()
-  private readonly byBackend = new WeakMap<Backend, UpstreamPool>()
+  private readonly pools = new Map<string, Http1Pool>()
+  private readonly byBackend = new WeakMap<Backend, Http1Pool>()
 
   constructor(options: UpstreamOptions, sweeper: Sweeper) {
     this.options = options
     this.sweeper = sweeper
   }
 
-  pool(backend: Backend): UpstreamPool {
+  pool(backend: Backend): Http1Pool {
     const known = this.byBackend.get(backend)
     if (known !== undefined) return known
     const target = upstreamTarget(backend)
     const key = `${backend.origin}|${target.verify}|${target.serverName}`
     let pool = this.pools.get(key)
     if (pool === undefined) {
-      pool = new UpstreamPool(target, this.options, this.sweeper)
+      pool = new Http1Pool(target, this.options, this.sweeper)
       this.pools.set(key, pool)
     }
     this.byBackend.set(backend, pool)
@@ -632,5 +617,3 @@ export function upstreamTarget(backend: Backend): UpstreamTarget {
   const serverName = tls && named ? (backend.hostHeader as string).replace(/:\d+$/, '') : ''
   return { address: backend.address, port: backend.port, tls, verify: !backend.tlsSkipVerify, serverName }
 }
-
-export type { ParseError }

@@ -1,7 +1,7 @@
 // What a test does to Consul, with the management token (never the proxy's):
 // register instances with TTL checks, flip them, maintenance, KV writes.
 
-import type { ConsulInfo } from './consul-agent.js'
+import type { ConsulInfo } from './agent.js'
 
 export interface InstanceSpec {
   readonly id: string

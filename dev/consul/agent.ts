@@ -1,7 +1,8 @@
 // A real `consul agent -dev` for the demo, the tests and the benchmarks: free
 // loopback ports, ACLs on with default deny, a management token for setting
 // things up and a read-only token (config/acl/switchyard-proxy.hcl) for the
-// proxy. Development tooling: `switchyard serve` never uses it.
+// proxy. Development tooling (dev/ is never compiled into dist/ nor shipped):
+// `switchyard serve` never uses it.
 
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { randomUUID } from 'node:crypto'

@@ -9,6 +9,10 @@
 //
 // `--ci` runs the same steps with fixed request counts, checks the splits it
 // printed, and exits 0 only if they are right.
+//
+// Development tooling: lives in dev/, runs from the TypeScript source through
+// tsx (`npm run demo`), is never compiled into dist/ nor shipped. It drives the
+// compiled `switchyard` command in dist/, as an operator would.
 
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { once } from 'node:events'
@@ -21,14 +25,16 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { Agent, request } from 'undici'
-import { ConsulAgent, freePort } from './consul-agent.js'
-import { ConsulApi } from './consul-api.js'
+import { ConsulAgent, freePort } from '../consul/agent.js'
+import { ConsulApi } from '../consul/api.js'
 
 const CI = process.argv.includes('--ci') || process.env.SWITCHYARD_DEMO_CI === '1'
-const DIST = dirname(dirname(fileURLToPath(import.meta.url)))
-const ROOT = dirname(DIST)
-const CLI = join(DIST, 'cli/main.js')
-const tty = process.stdout.isTTY && !CI
+const ROOT = dirname(dirname(dirname(fileURLToPath(import.meta.url))))
+const CLI = join(ROOT, 'dist/cli/main.js')
+// SWITCHYARD_DEMO_LIVE=1 draws the live view into a pipe too (the tests read it).
+const tty = (process.stdout.isTTY || process.env.SWITCHYARD_DEMO_LIVE === '1') && !CI
+/** The live view counts the requests of this last stretch, so a change shows within it. */
+const WINDOW_MS = 2_000
 
 interface App {
   readonly name: string
@@ -38,7 +44,17 @@ interface App {
   healthy: boolean
 }
 
-const say = (line = '') => process.stdout.write(`${line}\n`)
+// Piped through `tee`, Ctrl-C ends tee too: writes then fail with EPIPE. The
+// demo must still stop everything it started, so output errors are dropped
+// instead of ending the process before its clean-up.
+let outputGone = false
+process.stdout.on('error', () => {
+  outputGone = true
+})
+const write = (text: string) => {
+  if (!outputGone) process.stdout.write(text)
+}
+const say = (line = '') => write(`${line}\n`)
 const cleanups: (() => Promise<void> | void)[] = []
 
 async function startApp(name: string, version: string): Promise<App> {
@@ -98,7 +114,7 @@ async function traffic(
   url: string,
   dispatcher: Agent,
   key: (body: { version: string; instance: string }) => string,
-  options: { total?: number; until?: Promise<unknown>; onTick?: (counts: Counts) => void },
+  options: { total?: number; until?: Promise<unknown>; view?: LiveView },
 ): Promise<Counts> {
   const counts: Counts = new Map()
   let sent = 0
@@ -117,36 +133,68 @@ async function traffic(
       if (!CI) await delay(5)
     }
   }
-  const ticker = options.onTick ? setInterval(() => options.onTick?.(counts), 250) : null
+  const ticker = options.view ? setInterval(() => options.view?.tick(counts), 250) : null
   await Promise.all(Array.from({ length: 4 }, worker))
   if (ticker) clearInterval(ticker)
-  options.onTick?.(counts)
+  options.view?.tick(counts)
   return counts
 }
 
 function bars(counts: Counts, keys: readonly string[]): string[] {
   const total = [...counts.values()].reduce((a, b) => a + b, 0) || 1
-  return [...new Set([...keys, ...counts.keys()])].map((k) => {
+  const labels = [...new Set([...keys, ...counts.keys()])]
+  const width = Math.max(8, ...labels.map((k) => k.length))
+  return labels.map((k) => {
     const n = counts.get(k) ?? 0
     const share = n / total
     const filled = Math.round(share * 40)
-    return `    ${k.padEnd(8)} ${'█'.repeat(filled)}${'░'.repeat(40 - filled)} ${(share * 100).toFixed(1).padStart(5)}%  (${n})`
+    return `    ${k.padEnd(width)} ${'█'.repeat(filled)}${'░'.repeat(40 - filled)} ${(share * 100).toFixed(1).padStart(5)}%  (${n})`
   })
 }
 
-/** On a terminal: redraws the bars in place as counts grow. */
-function live(keys: readonly string[]): ((counts: Counts) => void) | undefined {
-  if (!tty) return undefined
+/** What the live view shows: lines printed above the bars, and the bars themselves. */
+interface LiveView {
+  readonly tick: (counts: Counts) => void
+  /** Prints a line above the bars (an instance left or rejoined, say) and redraws them. */
+  readonly announce: (line: string) => void
+}
+
+/**
+ * On a terminal: redraws the bars in place, counting only the requests of the
+ * last WINDOW_MS (counts are cumulative, so the window is the difference to
+ * the snapshot taken WINDOW_MS ago). Off a terminal it only announces.
+ */
+function live(keys: readonly string[]): LiveView {
+  const history: { at: number; counts: Counts }[] = [{ at: Date.now(), counts: new Map() }]
   let drawn = 0
-  return (counts) => {
-    if (drawn > 0) process.stdout.write(`\x1b[${drawn}A`)
-    const lines = bars(counts, keys)
-    for (const line of lines) process.stdout.write(`\x1b[2K${line}\n`)
+  let last: string[] = []
+  const draw = (lines: string[]) => {
+    if (drawn > 0) write(`\x1b[${drawn}A`)
+    for (const line of lines) write(`\x1b[2K${line}\n`)
     drawn = lines.length
+  }
+  return {
+    tick: (counts) => {
+      if (!tty) return
+      const now = Date.now()
+      history.push({ at: now, counts: new Map(counts) })
+      while (history.length > 1 && (history[1]?.at ?? now) <= now - WINDOW_MS) history.shift()
+      const base = history[0]?.counts ?? new Map()
+      const recent: Counts = new Map([...counts].map(([k, n]) => [k, n - (base.get(k) ?? 0)]))
+      last = [`    requests in the last ${WINDOW_MS / 1000} s:`, ...bars(recent, keys)]
+      draw(last)
+    },
+    announce: (line) => {
+      if (!tty) return say(line)
+      if (drawn > 0) write(`\x1b[${drawn}A\x1b[J`)
+      drawn = 0
+      say(line)
+      if (last.length > 0) draw(last)
+    },
   }
 }
 
-/** Off a terminal (CI, a pipe): the final bars once. */
+/** Off a terminal (CI, a pipe): the phase's bars once. */
 function final(counts: Counts, keys: readonly string[]): void {
   if (!tty) for (const line of bars(counts, keys)) say(line)
 }
@@ -239,7 +287,7 @@ async function main(): Promise<number> {
   const phaseTime = () => delay(4000)
 
   const setTarget = async (args: string[]) => {
-    say(`$ switchyard target set demo ${args.join(' ')} --wait`)
+    say(`$ switchyard target set demo ${args.join(' ')} --wait --admin ${admin}`)
     const { stdout } = await promisify(execFile)(
       process.execPath,
       [CLI, 'target', 'set', 'demo', ...args, '--wait', '--admin', admin],
@@ -254,7 +302,7 @@ async function main(): Promise<number> {
     const counts = await traffic(proxy, dispatcher, byVersion, {
       total: perPhase,
       until: CI ? undefined : phaseTime(),
-      onTick: live(['1.0', '2.0']),
+      view: live(['1.0', '2.0']),
     })
     final(counts, ['1.0', '2.0'])
     say()
@@ -272,30 +320,35 @@ async function main(): Promise<number> {
   const green2 = apps[3] as App
   green2.healthy = false
   const failedAt = Date.now()
-  await waitFor('green-2 to leave the pool', async () => {
-    const routes = (await (await fetch(`${admin}/api/routes`)).json()) as {
-      id: string
-      instances: { id: string; state: string }[]
-    }[]
-    return (
-      routes.find((r) => r.id === '/demo')?.instances.find((i) => i.id === 'demo-green-2')?.state ===
-      'unhealthy'
-    )
-  })
+  await waitFor(
+    'green-2 to leave the pool',
+    async () => (await instanceStates(admin)).get('demo-green-2') === 'unhealthy',
+  )
   say(
     `  green-2 left the pool ${((Date.now() - failedAt) / 1000).toFixed(1)} s after it started failing (Consul checks every 1 s)`,
   )
   const failed = await traffic(proxy, dispatcher, (b) => b.instance, {
     total: perPhase,
     until: CI ? undefined : phaseTime(),
-    onTick: live(['green-1', 'green-2']),
+    view: live(['green-1', 'green-2']),
   })
   final(failed, ['green-1', 'green-2'])
   expect(
     failed.get('green-2') === undefined && (failed.get('green-1') ?? 0) > 0,
     'phase 4: no request should reach green-2',
   )
+  say()
+
+  say('5. green-2 passes its health check again:')
   green2.healthy = true
+  const recoveredAt = Date.now()
+  await waitFor(
+    'green-2 to rejoin the pool',
+    async () => (await instanceStates(admin)).get('demo-green-2') === 'serving',
+  )
+  say(
+    `  green-2 rejoined the pool ${((Date.now() - recoveredAt) / 1000).toFixed(1)} s after it passed again (Consul checks every 1 s)`,
+  )
   say()
 
   if (CI) {
@@ -309,14 +362,49 @@ async function main(): Promise<number> {
 
   say('Live traffic per version and instance until Ctrl-C. Try, in another shell:')
   say(`  CONSUL_HTTP_ADDR=${consul.address} CONSUL_HTTP_TOKEN=${operator.secret} \\`)
-  say('    npx switchyard target set demo --version 1.0 --wait')
+  say(`    npx switchyard target set demo --version 1.0 --wait --admin ${admin}`)
+  say(`    npx switchyard target toggle demo --wait --admin ${admin}     # then blue/green, back and forth`)
   say()
   finishing = true
-  await traffic(proxy, dispatcher, (b) => `${b.version}/${b.instance}`, {
-    until: interrupted,
-    onTick: live(['1.0/blue-1', '1.0/blue-2', '2.0/green-1', '2.0/green-2']),
-  })
+  const view = live(['1.0/blue-1', '1.0/blue-2', '2.0/green-1', '2.0/green-2'])
+  const watching = announceChanges(admin, view, interrupted)
+  await traffic(proxy, dispatcher, (b) => `${b.version}/${b.instance}`, { until: interrupted, view })
+  await watching
   return 0
+}
+
+/** Each demo instance's state on the route, as the admin API names it (serving, unhealthy, not-selected…). */
+async function instanceStates(admin: string): Promise<Map<string, string>> {
+  const routes = (await (await fetch(`${admin}/api/routes`)).json()) as {
+    id: string
+    instances: { id: string; state: string }[]
+  }[]
+  return new Map((routes.find((r) => r.id === '/demo')?.instances ?? []).map((i) => [i.id, i.state]))
+}
+
+/** Until `until`: announces every instance that leaves the pool, rejoins it, appears or goes. */
+async function announceChanges(admin: string, view: LiveView, until: Promise<void>): Promise<void> {
+  let stop = false
+  void until.then(() => {
+    stop = true
+  })
+  let before = await instanceStates(admin).catch(() => new Map<string, string>())
+  while (!stop) {
+    await Promise.race([delay(500), until])
+    if (stop) break
+    const now = await instanceStates(admin).catch(() => null)
+    if (now === null) continue
+    for (const id of new Set([...before.keys(), ...now.keys()])) {
+      const [was, is] = [before.get(id), now.get(id)]
+      if (was === is) continue
+      const name = id.replace(/^demo-/, '')
+      if (is === 'serving' && was !== undefined) view.announce(`  ${name} rejoined the pool (was ${was})`)
+      else if (is === undefined) view.announce(`  ${name} deregistered`)
+      else if (was === undefined) view.announce(`  ${name} registered: ${is}`)
+      else view.announce(`  ${name} left the pool: ${is}`)
+    }
+    before = now
+  }
 }
 
 async function cleanup(): Promise<void> {
