@@ -146,7 +146,8 @@ export class RequestCounters {
     for (const key of this.ejections.keys()) if (!services.has(key)) this.ejections.delete(key)
     // Error counters of every service start at 0, so they have a series before the first error.
     for (const service of services) {
-      if (!this.errors.has(service)) this.errors.set(service, { service, byReason: UPSTREAM_ERROR_REASONS.map(() => 0) })
+      if (!this.errors.has(service))
+        this.errors.set(service, { service, byReason: UPSTREAM_ERROR_REASONS.map(() => 0) })
       for (const kind of BACKEND_TIMEOUT_KINDS) {
         const key = `${service}\0${kind}`
         if (!this.timeouts.has(key)) this.timeouts.set(key, { labels: { service, kind }, n: 0 })
