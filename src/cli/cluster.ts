@@ -36,8 +36,15 @@ type ToWorker =
   /** The table to use; `null` in answer to `hello` while the primary has none yet. */
   | { readonly t: 'table'; readonly table: RouteTable | null }
   | { readonly t: 'metrics'; readonly id: number }
-  /** Every TLS certificate entry (chain and key) the primary read; sent on each change. */
-  | { readonly t: 'certificates'; readonly entries: readonly CertificateEntry[] }
+  /**
+   * Every TLS certificate entry (chain and key) the primary read, and the
+   * session ticket keys all processes share; sent on each change.
+   */
+  | {
+      readonly t: 'certificates'
+      readonly entries: readonly CertificateEntry[]
+      readonly ticketKeys: Uint8Array
+    }
   | { readonly t: 'stop' }
 
 /** Worker → primary. */
@@ -134,7 +141,7 @@ export async function startPrimary(
       } else if (message.t === 'hello') {
         // From now on it gets every table; it listens only once it has this one.
         fed.add(worker)
-        send(worker, { t: 'certificates', entries: control.certificates.entries })
+        send(worker, certificatesMessage())
         send(worker, { t: 'table', table: store.loaded ? store.current : null })
       } else if (message.t === 'listening') {
         listening.add(worker)
@@ -168,8 +175,13 @@ export async function startPrimary(
     for (const worker of fed) send(worker, { t: 'table', table })
   })
   // Plain data: each worker builds its own TLS contexts from the same entries.
+  const certificatesMessage = (): ToWorker => ({
+    t: 'certificates',
+    entries: control.certificates.entries,
+    ticketKeys: control.certificates.sessionTicketKeys,
+  })
   control.certificates.onChange(() => {
-    for (const worker of fed) send(worker, { t: 'certificates', entries: control.certificates.entries })
+    for (const worker of fed) send(worker, certificatesMessage())
   })
 
   // Counters of workers that exited, as last scraped, so that a replaced
@@ -235,6 +247,8 @@ export async function startPrimary(
     await control.stop(admin)
     throw err
   })
+  // Workers start with the certificates there are (a failing source is a problem, not a wait).
+  await control.certificateSources.start().ready
   for (let i = 0; i < workers; i++) fork()
   void proxyUrl.then((proxy) =>
     log.info({ proxy, admin: adminUrl, workers, consul: config.consul.origin }, 'switchyard listening'),
@@ -242,7 +256,6 @@ export async function startPrimary(
 
   const loaded = sync.start()
   loaded.catch((err) => log.error({ err }, 'consul sync failed to start'))
-  control.certificateSources.start()
 
   let stopped: Promise<void> | null = null
   const stop = () => {
@@ -295,7 +308,8 @@ export async function runWorker(config: ResolvedConfig, log: Logger): Promise<vo
     metrics.observer,
     config.proxy.accessLog ? accessLogObserver(log) : null,
   ])
-  const data = createDataPlane(config, store, log, observer, null)
+  const https = proxyListeners(config).some((l) => l.protocol === 'https')
+  const data = createDataPlane(config, store, log, observer, https ? certificates : null)
 
   let done!: () => void
   const finished = new Promise<void>((resolve) => {
@@ -335,6 +349,7 @@ export async function runWorker(config: ResolvedConfig, log: Logger): Promise<vo
         toPrimary(reply)
       })
     } else if (message.t === 'certificates') {
+      certificates.setSessionTicketKeys(Buffer.from(message.ticketKeys))
       certificates.update(message.entries)
     } else if (message.t === 'stop') stop()
   })

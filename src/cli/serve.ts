@@ -54,17 +54,20 @@ export async function startSwitchyard(
   deps: { log: Logger; token: string; observer?: ProxyObserver; tls?: TlsSource },
 ): Promise<Switchyard> {
   const { log } = deps
-  const control = createControlPlane(config, log, deps.token)
+  // Certificates given by the caller (tests) replace those of the config.
+  const control = createControlPlane(config, log, deps.token, { certificates: deps.tls === undefined })
   const { store, sync, metrics } = control
   const observer = combineObservers([
     metrics.observer,
     config.proxy.accessLog ? accessLogObserver(log) : null,
     deps.observer,
   ])
-  const data = createDataPlane(config, store, log, observer, deps.tls ?? null)
+  const data = createDataPlane(config, store, log, observer, deps.tls ?? control.tls)
   const admin = createAdminServer({ ...control.adminOptions, metrics: () => metrics.text() })
 
   const adminUrl = await listen(admin, config.admin.listen)
+  // The first handshakes get the certificates there are (a source that fails is a problem, not a wait).
+  await control.certificateSources.start().ready
   const proxyUrls = await data.listen(false).catch(async (err) => {
     await data.stop()
     await control.stop(admin)
@@ -75,7 +78,6 @@ export async function startSwitchyard(
 
   const loaded = sync.start()
   loaded.catch((err) => log.error({ err }, 'consul sync failed to start'))
-  control.certificateSources.start()
 
   let stopping: Promise<void> | null = null
   const stop = () => {
@@ -94,16 +96,18 @@ export async function startSwitchyard(
  * What reads Consul and decides: client, sync, store, metrics, and the admin
  * listener's sources. One per host, whatever the number of workers.
  *
- * `https`: whether an https listener is configured. Only then are TLS
- * certificates read (files and KV); `certificates` is the store an https
- * listener serves from, and `certificates.entries` what workers get.
+ * With an https listener, it also reads the TLS certificates (files and KV,
+ * `tls.certificates`) into `certificates`, the store those listeners serve
+ * from (`tls`; null without https). `options.certificates: false` leaves them
+ * unread, for a caller that brings its own.
  */
 export function createControlPlane(
   config: ResolvedConfig,
   log: Logger,
   token: string,
-  options: { readonly https?: boolean } = {},
+  options: { readonly certificates?: boolean } = {},
 ) {
+  const https = options.certificates !== false && proxyListeners(config).some((l) => l.protocol === 'https')
   const client = consulClientFor(config, token)
   const store = new TableStore()
   const watch = {
@@ -126,7 +130,7 @@ export function createControlPlane(
   const certificateSources = new CertificateSources({
     dir: config.tls.certificates.dir,
     consulPrefix: config.tls.certificates.consulPrefix,
-    enabled: options.https ?? false,
+    enabled: https,
     client,
     watch,
     log,
@@ -156,7 +160,8 @@ export function createControlPlane(
     certificates.close()
     await client.close()
   }
-  return { client, store, sync, metrics, adminOptions, certificates, certificateSources, stop }
+  const tls: TlsSource | null = https ? certificates : null
+  return { client, store, sync, metrics, adminOptions, certificates, certificateSources, tls, stop }
 }
 
 /**

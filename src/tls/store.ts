@@ -6,9 +6,11 @@
 // with one assignment, so a handshake in progress keeps the context it got,
 // and open connections are never touched.
 
-import { createSecureContext, type SecureContext } from 'node:tls'
+import { randomBytes } from 'node:crypto'
+import { createSecureContext, type SecureContext, type TlsOptions } from 'node:tls'
 import { type Clock, systemClock } from '../clock.js'
 import type { Logger } from '../log.js'
+import type { TlsSource } from '../proxy/listener.js'
 import type { Problem } from '../routing/types.js'
 import {
   type CertificateEntry,
@@ -19,6 +21,7 @@ import {
   normaliseHost,
   type ParsedCertificate,
 } from './certificates.js'
+import { tlsServerOptions } from './server-options.js'
 
 /** How every TLS context is built, and which certificate is the default. */
 export interface TlsSettings {
@@ -86,8 +89,12 @@ const EMPTY: Selection = {
 /** setTimeout's longest delay (about 24.8 days); a later expiry is re-checked then. */
 const MAX_TIMER_MS = 2 ** 31 - 1
 
-export class CertificateStore {
+/** Session ticket keys: 16 bytes name, 16 HMAC, 16 AES (OpenSSL's layout). */
+const TICKET_KEY_BYTES = 48
+
+export class CertificateStore implements TlsSource {
   private readonly settings: TlsSettings
+  private ticketKeys: Buffer
   private readonly log: Logger | null
   private readonly clock: Clock
   private selection: Selection = EMPTY
@@ -97,10 +104,32 @@ export class CertificateStore {
   private readonly listeners: (() => void)[] = []
   private timer: NodeJS.Timeout | null = null
 
-  constructor(settings: TlsSettings, options: { log?: Logger; clock?: Clock } = {}) {
+  constructor(settings: TlsSettings, options: { log?: Logger; clock?: Clock; ticketKeys?: Buffer } = {}) {
     this.settings = settings
     this.log = options.log ?? null
     this.clock = options.clock ?? systemClock
+    this.ticketKeys = options.ticketKeys ?? randomBytes(TICKET_KEY_BYTES)
+  }
+
+  /**
+   * Options for the listener's own context: server-wide settings, session
+   * ticket keys, and the default certificate (a client that names no server
+   * never reaches the SNI callback, so it gets this one).
+   */
+  serverOptions(): TlsOptions {
+    return { ...tlsServerOptions(this.settings, this.ticketKeys), ...(this.defaultCertificate() ?? {}) }
+  }
+
+  /** The session ticket keys, for worker processes that serve the same port. */
+  get sessionTicketKeys(): Buffer {
+    return this.ticketKeys
+  }
+
+  /** Takes the primary's ticket keys, so a session resumes on whichever process a client reaches. */
+  setSessionTicketKeys(keys: Buffer): void {
+    if (keys.equals(this.ticketKeys)) return
+    this.ticketKeys = Buffer.from(keys)
+    for (const listener of this.listeners) listener()
   }
 
   /**

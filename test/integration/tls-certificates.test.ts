@@ -1,11 +1,13 @@
 // Certificates from Consul KV and from a directory, served by SNI to real TLS
 // handshakes: a certificate written or rotated serves new handshakes within a
-// second while open connections stay open, a bad one is a problem and the
-// others keep serving, and a token without the certificate rule says which
-// rule is missing.
+// second while open connections stay open (through the proxy's https listener,
+// under load, without a failed request), a bad one is a problem and the others
+// keep serving, and a token without the certificate rule says which rule is
+// missing.
 
 import { once } from 'node:events'
 import { mkdtemp, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises'
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -15,14 +17,20 @@ import { loadConfig } from '../../src/config/load.js'
 import { ConsulClient } from '../../src/consul/client.js'
 import { createLogger } from '../../src/log.js'
 import type { CertificateEntry } from '../../src/tls/certificates.js'
-import { followStore, tlsServerOptionsFor, tlsSettingsOf } from '../../src/tls/server-options.js'
+import { tlsSettingsOf } from '../../src/tls/server-options.js'
 import { CertificateSources, certificateReport } from '../../src/tls/sources.js'
 import { CertificateStore } from '../../src/tls/store.js'
-import { hasOpenssl, type IssuedCertificate, TestCertificates } from '../harness/certificates.js'
+import { createTestCa, hasOpenssl, type IssuedCertificate, type TestCa } from '../harness/certs.js'
 import type { ConsulInfo } from '../harness/consul-agent.js'
 import { ConsulApi } from '../harness/consul-api.js'
 import { describeWithConsul } from '../harness/context.js'
+import { startTestProxy } from '../harness/switchyard.js'
+import { startUpstream } from '../harness/upstream.js'
 import { eventually, uniqueName } from '../harness/wait.js'
+
+interface CertificateReportJson {
+  certificates: { name: string; serving: string[]; default: boolean; fingerprint256: string }[]
+}
 
 const settings = tlsSettingsOf(loadConfig([], {}, null).tls)
 const WATCH = {
@@ -43,7 +51,7 @@ interface Frontend {
   stop(): Promise<void>
 }
 
-/** A TLS echo server fed by CertificateSources, as the proxy's https listener is. */
+/** A TLS echo server fed by CertificateSources, wired to the store as the proxy's https listener is. */
 async function frontend(
   consul: ConsulInfo,
   options: { dir?: string; consulPrefix?: string; token?: string; enabled?: boolean },
@@ -69,8 +77,15 @@ async function frontend(
     },
   }).start()
   await sources.ready
-  const server = createServer(tlsServerOptionsFor(settings, store), (socket) => socket.pipe(socket))
-  followStore(server, settings, store)
+  const server = createServer(
+    {
+      ...store.serverOptions(),
+      SNICallback: (name, done) => done(null, store.secureContextFor(name) ?? undefined),
+    },
+    (socket) => socket.pipe(socket),
+  )
+  store.onChange(() => server.setSecureContext(store.serverOptions()))
+  server.on('tlsClientError', (_err, socket) => socket.destroy())
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
   return {
@@ -90,13 +105,13 @@ async function frontend(
 
 describeWithConsul('TLS certificates from Consul KV and a directory', (consul) => {
   const api = new ConsulApi(consul)
-  let certs: TestCertificates
+  let certs: TestCa
   const running: Frontend[] = []
   const sockets: TLSSocket[] = []
 
   beforeAll(async () => {
-    if (!(await hasOpenssl())) throw new Error('these tests make certificates with the openssl command')
-    certs = await TestCertificates.create()
+    if (!hasOpenssl()) throw new Error('these tests make certificates with the openssl command')
+    certs = createTestCa()
   })
 
   afterEach(async () => {
@@ -104,8 +119,8 @@ describeWithConsul('TLS certificates from Consul KV and a directory', (consul) =
     await Promise.all(running.splice(0).map((f) => f.stop()))
   })
 
-  afterAll(async () => {
-    await certs?.remove()
+  afterAll(() => {
+    certs?.remove()
   })
 
   const start = async (options: Parameters<typeof frontend>[1]) => {
@@ -356,5 +371,153 @@ describeWithConsul('TLS certificates from Consul KV and a directory', (consul) =
     expect(f.updates).toEqual([[]])
     expect(f.sources.watches()).toEqual([])
     expect(certificateReport(f.store, f.sources)).toEqual({ certificates: [], problems: [] })
+  })
+  it('through the proxy: each host name its certificate and route on one https port; a rotation under load fails no request, reaches new handshakes within a second and leaves open connections be', async () => {
+    const prefix = `switchyard/certs/${uniqueName('proxy')}`
+    const tagPrefix = `${uniqueName('tls')}-`
+    const [a, b, a2] = await Promise.all([
+      certs.issue({ dns: ['a.proxy.test'] }),
+      certs.issue({ dns: ['b.proxy.test'] }),
+      certs.issue({ dns: ['a.proxy.test'] }),
+    ])
+    await put(`${prefix}/a`, a)
+    await put(`${prefix}/b`, b)
+    const [appA, appB] = await Promise.all([startUpstream('app-a'), startUpstream('app-b')])
+    const [svcA, svcB] = [uniqueName('a'), uniqueName('b')]
+    await api.register({ id: svcA, name: svcA, port: appA.port, tags: [`${tagPrefix}a.proxy.test/`] })
+    await api.register({ id: svcB, name: svcB, port: appB.port, tags: [`${tagPrefix}b.proxy.test/`] })
+    const proxy = await startTestProxy(consul, {
+      routing: { tagPrefix },
+      proxy: { listeners: [{ address: '127.0.0.1:0', protocol: 'https' }] },
+      tls: { certificates: { consulPrefix: prefix } },
+      log: { level: 'warn' },
+    })
+    const keepAlive = new HttpsAgent({ keepAlive: true, maxSockets: 1 })
+    try {
+      const port = Number(new URL(proxy.app.proxyUrls[0] as string).port)
+      /** GET / naming `host` in SNI and Host; a new connection (a new handshake) unless an agent is given. */
+      const get = (host: string, agent: HttpsAgent | false = false, checkName = true) =>
+        new Promise<{ status: number; body: string; fingerprint: string; reused: boolean }>(
+          (resolve, reject) => {
+            const req = httpsRequest(
+              {
+                host: '127.0.0.1',
+                port,
+                path: '/',
+                servername: host,
+                headers: { host },
+                ca: certs.ca,
+                agent,
+                ...(checkName ? {} : { checkServerIdentity: () => undefined }),
+              },
+              (res) => {
+                const fingerprint = (res.socket as TLSSocket).getPeerCertificate().fingerprint256
+                let body = ''
+                res.on('data', (chunk: Buffer) => {
+                  body += chunk
+                })
+                res.on('end', () =>
+                  resolve({ status: res.statusCode ?? 0, body, fingerprint, reused: req.reusedSocket }),
+                )
+              },
+            )
+            req.on('error', reject)
+            req.end()
+          },
+        )
+
+      expect(await get('a.proxy.test')).toMatchObject({
+        status: 200,
+        body: 'app-a',
+        fingerprint: a.fingerprint256,
+      })
+      expect(await get('b.proxy.test')).toMatchObject({
+        status: 200,
+        body: 'app-b',
+        fingerprint: b.fingerprint256,
+      })
+      // A name no certificate carries gets the default one (the first key), and no route.
+      expect(await get('c.proxy.test', false, false)).toMatchObject({
+        status: 404,
+        fingerprint: a.fingerprint256,
+      })
+      const held = await get('a.proxy.test', keepAlive)
+      expect(held).toMatchObject({ body: 'app-a', fingerprint: a.fingerprint256, reused: false })
+
+      // New connections keep coming while the certificate is rotated in KV.
+      const results: { at: number; status: number; body: string; fingerprint: string }[] = []
+      const failures: string[] = []
+      let loading = true
+      const load = async () => {
+        while (loading) {
+          try {
+            results.push({ at: Date.now(), ...(await get('a.proxy.test')) })
+          } catch (err) {
+            failures.push((err as Error).message)
+          }
+        }
+      }
+      const clients = [load(), load(), load()]
+      await new Promise((r) => setTimeout(r, 300))
+      const rotatedAt = Date.now()
+      await put(`${prefix}/a`, a2)
+      await eventually(
+        async () => expect((await get('a.proxy.test')).fingerprint).toBe(a2.fingerprint256),
+        1_000,
+      )
+      await new Promise((r) => setTimeout(r, 300))
+      loading = false
+      await Promise.all(clients)
+
+      expect(failures).toEqual([])
+      expect(results.filter((r) => r.status !== 200 || r.body !== 'app-a')).toEqual([])
+      const firstNew = results.find((r) => r.fingerprint === a2.fingerprint256)
+      expect(firstNew?.at).toBeLessThan(rotatedAt + 1_000)
+      expect(results.filter((r) => r.at > rotatedAt + 1_000 && r.fingerprint !== a2.fingerprint256)).toEqual(
+        [],
+      )
+      expect(results.filter((r) => r.at < rotatedAt).length).toBeGreaterThan(5)
+
+      // The connection opened before the rotation is still open, on the old certificate.
+      expect(await get('a.proxy.test', keepAlive)).toMatchObject({
+        status: 200,
+        body: 'app-a',
+        fingerprint: a.fingerprint256,
+        reused: true,
+      })
+
+      // What an operator sees.
+      const listed = JSON.parse((await proxy.admin('/api/certificates')).body) as CertificateReportJson
+      expect(listed.certificates.map((c) => [c.name, c.serving, c.default, c.fingerprint256])).toEqual([
+        [`${prefix}/a`, ['a.proxy.test'], true, a2.fingerprint256],
+        [`${prefix}/b`, ['b.proxy.test'], false, b.fingerprint256],
+      ])
+      const metrics = (await proxy.admin('/metrics')).body
+      expect(metrics).toMatch(
+        /^switchyard_certificate_not_after_seconds\{host="b\.proxy\.test",source="consul"\} \d+$/m,
+      )
+      await put(`${prefix}/b`, 'garbage')
+      await eventually(async () => {
+        const problems = JSON.parse((await proxy.admin('/api/problems')).body) as {
+          subject: string
+          source: string
+        }[]
+        expect(problems).toContainEqual(
+          expect.objectContaining({
+            code: 'SWY_ERR_CERTIFICATE',
+            subject: `key ${prefix}/b`,
+            source: 'certificates',
+          }),
+        )
+      }, 1_000)
+      expect((await proxy.admin('/metrics')).body).not.toContain('host="b.proxy.test"')
+      expect(await get('a.proxy.test')).toMatchObject({ status: 200, fingerprint: a2.fingerprint256 })
+    } finally {
+      keepAlive.destroy()
+      await proxy.stop()
+      await api.deregister(svcA)
+      await api.deregister(svcB)
+      await Promise.all([appA.close(), appB.close()])
+    }
   })
 })

@@ -8,7 +8,7 @@ import { ConfigError } from '../../src/errors.js'
 import { type CertificateEntry, checkCertificates } from '../../src/tls/certificates.js'
 import { tlsSettingsOf } from '../../src/tls/server-options.js'
 import { CertificateStore, type TlsSettings } from '../../src/tls/store.js'
-import { hasOpenssl, type IssuedCertificate, TestCertificates } from '../harness/certificates.js'
+import { createTestCa, hasOpenssl, type IssuedCertificate, type TestCa } from '../harness/certs.js'
 import { eventually } from '../harness/wait.js'
 
 const DAY = 86_400_000
@@ -18,8 +18,8 @@ const settings = (over: Partial<TlsSettings> = {}): TlsSettings => ({ ...default
 const file = (name: string, pem: string): CertificateEntry => ({ source: 'file', name, pem })
 const key = (name: string, pem: string): CertificateEntry => ({ source: 'consul', name, pem })
 
-describe.runIf(await hasOpenssl())('certificates', () => {
-  let certs: TestCertificates
+describe.runIf(hasOpenssl())('certificates', () => {
+  let certs: TestCa
   let api: IssuedCertificate
   let wild: IssuedCertificate
   let apex: IssuedCertificate
@@ -29,7 +29,7 @@ describe.runIf(await hasOpenssl())('certificates', () => {
   let future: IssuedCertificate
 
   beforeAll(async () => {
-    certs = await TestCertificates.create()
+    certs = createTestCa()
     ;[api, wild, apex, cnOnly, sanAndCn, expired, future] = await Promise.all([
       certs.issue({ dns: ['api.example.test'] }),
       certs.issue({ dns: ['*.example.test'] }),
@@ -50,7 +50,7 @@ describe.runIf(await hasOpenssl())('certificates', () => {
   })
 
   afterAll(async () => {
-    await certs?.remove()
+    certs?.remove()
   })
 
   describe('checkCertificates', () => {
