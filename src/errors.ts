@@ -51,6 +51,8 @@ export const ERROR_CODES = {
   SWY_ERR_AUTH_SCHEME: 'An auth= option names no proxy.auth scheme; the route refuses every request (503).',
   SWY_ERR_FABIO_CONFIG:
     'A line of the Fabio route overrides in KV (routing.fabio.kvPath) is invalid; it is ignored.',
+  SWY_ERR_CERTIFICATE:
+    'A TLS certificate (a PEM file or a KV key) cannot be served: it does not parse, its private key is missing or does not match, it has expired or is not valid yet. It is set aside; every other certificate keeps serving.',
 } as const
 
 export type ErrorCode = keyof typeof ERROR_CODES

@@ -16,6 +16,14 @@ key_prefix "fabio/" {
   policy = "read"
 }
 
+# TLS certificates with their PRIVATE KEYS (tls.certificates.consulPrefix): only
+# this token and the operators who rotate certificates may read these keys;
+# make sure no other policy grants read on this prefix (a key_prefix "" read
+# rule would). Change it along with tls.certificates.consulPrefix.
+key_prefix "switchyard/certs/" {
+  policy = "read"
+}
+
 service_prefix "" {
   policy = "read"
 }

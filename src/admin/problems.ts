@@ -15,8 +15,11 @@ import type { TableStore } from '../table/store.js'
 import type { SyncStatus } from '../table/sync.js'
 
 export interface ProblemView extends Problem {
-  /** `consul` for problems reading Consul, `table` for what the table builder rejected. */
-  readonly source: 'consul' | 'table'
+  /**
+   * `consul` for problems reading Consul, `table` for what the table builder
+   * rejected, `certificates` for TLS certificates set aside or not readable.
+   */
+  readonly source: 'consul' | 'table' | 'certificates'
   /** ISO time the problem was first seen. */
   readonly since: string
 }
@@ -26,13 +29,20 @@ export class ProblemTracker {
   private readonly status: () => SyncStatus
   private readonly clock: Clock
   private readonly log: Logger | null
+  private readonly certificates: () => readonly Problem[]
   private seen = new Map<string, number>()
 
-  constructor(store: TableStore, status: () => SyncStatus, options: { clock?: Clock; log?: Logger } = {}) {
+  constructor(
+    store: TableStore,
+    status: () => SyncStatus,
+    options: { clock?: Clock; log?: Logger; certificates?: () => readonly Problem[] } = {},
+  ) {
     this.store = store
     this.status = status
     this.clock = options.clock ?? systemClock
     this.log = options.log ?? null
+    // Logged where they arise (the certificate store and sources).
+    this.certificates = options.certificates ?? (() => [])
     store.onSwap(() => this.current())
   }
 
@@ -62,6 +72,7 @@ export class ProblemTracker {
     }
     for (const p of status.problems) add(p, 'consul')
     for (const p of this.store.current.problems) add(p, 'table')
+    for (const p of this.certificates()) add(p, 'certificates')
     this.seen = next
     return views
   }

@@ -8,6 +8,7 @@ import { type Clock, systemClock } from '../clock.js'
 import type { Logger } from '../log.js'
 import type { TableStore } from '../table/store.js'
 import type { SyncStatus } from '../table/sync.js'
+import type { CertificateReport } from '../tls/store.js'
 import { ProblemTracker } from './problems.js'
 import { renderStatusPage } from './status-page.js'
 import { readiness, routesView, targetsView, watchesView } from './views.js'
@@ -22,6 +23,8 @@ export interface AdminOptions {
   readonly metrics?: () => Promise<{ contentType: string; body: string }>
   readonly log?: Logger
   readonly clock?: Clock
+  /** TLS certificates served and set aside; without it /api/certificates lists none. */
+  readonly certificates?: () => CertificateReport
 }
 
 /** Seconds between status page refreshes unless `?refresh=N` asks otherwise (0 = off). */
@@ -31,7 +34,12 @@ export function createAdminServer(options: AdminOptions): Server {
   const { store, status } = options
   const clock = options.clock ?? systemClock
   const log = options.log
-  const problems = new ProblemTracker(store, status, { clock, log })
+  const certificates = () => options.certificates?.() ?? { certificates: [], problems: [] }
+  const problems = new ProblemTracker(store, status, {
+    clock,
+    log,
+    certificates: () => certificates().problems,
+  })
   const router = FindMyWay({
     ignoreTrailingSlash: true,
     defaultRoute: (_req, res) => sendJson(res, 404, { error: 'not found' }),
@@ -48,6 +56,7 @@ export function createAdminServer(options: AdminOptions): Server {
   router.on('GET', '/api/problems', (_req, res) => sendJson(res, 200, problems.current()))
   router.on('GET', '/api/watches', (_req, res) => sendJson(res, 200, watchesView(status())))
   router.on('GET', '/api/config', (_req, res) => sendJson(res, 200, options.config))
+  router.on('GET', '/api/certificates', (_req, res) => sendJson(res, 200, certificates()))
   const metrics = options.metrics
   if (metrics) {
     router.on('GET', '/metrics', (_req, res) => {
@@ -71,6 +80,7 @@ export function createAdminServer(options: AdminOptions): Server {
       routes: routesView(store.current),
       targets: targetsView(store.current),
       problems: problems.current(),
+      certificates: options.certificates?.(),
       watches: {
         total: current.watches.length,
         failing: current.watches.filter((w) => w.failingSince > 0).map((w) => w.name),

@@ -9,6 +9,7 @@
 // the `html` template below unless it is itself already-built HTML, and the
 // page's Content-Security-Policy only lets the page's own script (by nonce) run.
 
+import type { CertificateReport } from '../tls/store.js'
 import type { ProblemView } from './problems.js'
 import type { ReadinessView, RouteView, TargetView } from './views.js'
 
@@ -21,6 +22,8 @@ export interface StatusPageModel {
   readonly routes: readonly RouteView[]
   readonly targets: readonly TargetView[]
   readonly problems: readonly ProblemView[]
+  /** TLS certificates; no section when there are none and no problem with them. */
+  readonly certificates?: CertificateReport
   readonly watches: { readonly total: number; readonly failing: readonly string[] }
   /** Seconds between refreshes; 0 turns refreshing off. */
   readonly refreshSeconds: number
@@ -120,6 +123,7 @@ ${m.refreshSeconds > 0 ? html`<noscript><meta http-equiv="refresh" content="${m.
   ${problemsTable(m)}
 </section>
 
+${m.certificates && (m.certificates.certificates.length > 0 || m.certificates.problems.length > 0) ? certificatesSection(m, m.certificates) : ''}
 <section id="routes">
   <h2>Routes <span class="count">${m.routes.length}</span></h2>
   ${m.routes.length === 0 ? html`<p class="muted">No routes: no healthy or unhealthy instance carries a route tag.</p>` : ''}
@@ -186,6 +190,43 @@ ${m.problems.map(
 )}
 </tbody>
 </table>`
+}
+
+/** Certificates expiring sooner than this are flagged (the alert rule uses the same 14 days). */
+const EXPIRY_WARNING_MS = 14 * 86_400_000
+
+function certificatesSection(m: StatusPageModel, report: CertificateReport): Html {
+  const rows = report.certificates.map((c) => {
+    const left = Date.parse(c.notAfter) - m.now
+    const unserved = c.hosts.filter((h) => !c.serving.includes(h))
+    return html`<tr data-certificate="${c.name}">
+  <td>${c.serving.join(', ')}${c.default ? html` <span class="badge ok">default</span>` : ''}${
+    unserved.length > 0
+      ? html`<div class="muted" title="a certificate that expires later serves these">also ${unserved.join(', ')}</div>`
+      : ''
+  }</td>
+  <td>${c.subject.replace(/\n/g, ', ')}<div class="muted">issuer ${c.issuer.replace(/\n/g, ', ')}</div></td>
+  <td><span class="muted">${c.source === 'file' ? 'file' : 'key'}</span> <code>${c.name}</code></td>
+  <td class="nowrap" title="${c.notAfter}">${c.notAfter.slice(0, 10)} <span class="${left < EXPIRY_WARNING_MS ? 'badge warn' : 'muted'}">in ${ago(left, false)}</span></td>
+</tr>`
+  })
+  const setAside = report.problems.map(
+    (p) => html`<tr class="rejected">
+  <td colspan="2"><span class="state bad">not served</span> ${p.message}</td>
+  <td colspan="2">${p.subject}</td>
+</tr>`,
+  )
+  return html`<section id="certificates">
+  <h2>Certificates <span class="count">${report.certificates.length}</span></h2>
+  <table class="certificates">
+<thead><tr><th>Host names served</th><th>Subject</th><th>Source</th><th>Expires</th></tr></thead>
+<tbody>
+${rows}
+${setAside}
+</tbody>
+</table>
+</section>
+`
 }
 
 type InstanceView = RouteView['instances'][number]

@@ -24,6 +24,9 @@ import { combineObservers } from '../metrics/observers.js'
 import type { RouteTable } from '../routing/types.js'
 import { TableStore } from '../table/store.js'
 import type { SyncStatus } from '../table/sync.js'
+import type { CertificateEntry } from '../tls/certificates.js'
+import { tlsSettingsOf } from '../tls/server-options.js'
+import { CertificateStore } from '../tls/store.js'
 import { createControlPlane, createDataPlane, listen } from './serve.js'
 
 type Metrics = MetricObjectWithValues<MetricValue<string>>[]
@@ -33,6 +36,15 @@ type ToWorker =
   /** The table to use; `null` in answer to `hello` while the primary has none yet. */
   | { readonly t: 'table'; readonly table: RouteTable | null }
   | { readonly t: 'metrics'; readonly id: number }
+  /**
+   * Every TLS certificate entry (chain and key) the primary read, and the
+   * session ticket keys all processes share; sent on each change.
+   */
+  | {
+      readonly t: 'certificates'
+      readonly entries: readonly CertificateEntry[]
+      readonly ticketKeys: Uint8Array
+    }
   | { readonly t: 'stop' }
 
 /** Worker → primary. */
@@ -129,6 +141,7 @@ export async function startPrimary(
       } else if (message.t === 'hello') {
         // From now on it gets every table; it listens only once it has this one.
         fed.add(worker)
+        send(worker, certificatesMessage())
         send(worker, { t: 'table', table: store.loaded ? store.current : null })
       } else if (message.t === 'listening') {
         listening.add(worker)
@@ -160,6 +173,15 @@ export async function startPrimary(
 
   store.onSwap((table) => {
     for (const worker of fed) send(worker, { t: 'table', table })
+  })
+  // Plain data: each worker builds its own TLS contexts from the same entries.
+  const certificatesMessage = (): ToWorker => ({
+    t: 'certificates',
+    entries: control.certificates.entries,
+    ticketKeys: control.certificates.sessionTicketKeys,
+  })
+  control.certificates.onChange(() => {
+    for (const worker of fed) send(worker, certificatesMessage())
   })
 
   // Counters of workers that exited, as last scraped, so that a replaced
@@ -225,6 +247,8 @@ export async function startPrimary(
     await control.stop(admin)
     throw err
   })
+  // Workers start with the certificates there are (a failing source is a problem, not a wait).
+  await control.certificateSources.start().ready
   for (let i = 0; i < workers; i++) fork()
   void proxyUrl.then((proxy) =>
     log.info({ proxy, admin: adminUrl, workers, consul: config.consul.origin }, 'switchyard listening'),
@@ -276,13 +300,16 @@ function toPrimary(message: ToPrimary): void {
 /** A worker: waits for tables from the primary and proxies with them until told to stop. */
 export async function runWorker(config: ResolvedConfig, log: Logger): Promise<void> {
   const store = new TableStore()
+  // Fed by the primary; what this worker's https listeners serve.
+  const certificates = new CertificateStore(tlsSettingsOf(config.tls))
   const noSync: SyncStatus = { loaded: true, staleForMs: 0, lastSyncAt: 0, watches: [], problems: [] }
   const metrics = new SwitchyardMetrics({ store, status: () => noSync })
   const observer = combineObservers([
     metrics.observer,
     config.proxy.accessLog ? accessLogObserver(log) : null,
   ])
-  const data = createDataPlane(config, store, log, observer, null)
+  const https = proxyListeners(config).some((l) => l.protocol === 'https')
+  const data = createDataPlane(config, store, log, observer, https ? certificates : null)
 
   let done!: () => void
   const finished = new Promise<void>((resolve) => {
@@ -308,6 +335,7 @@ export async function runWorker(config: ResolvedConfig, log: Logger): Promise<vo
     void listening
       .catch(() => {})
       .then(() => data.stop())
+      .then(() => certificates.close())
       .then(done, done)
   }
   process.on('message', (message: ToWorker) => {
@@ -320,6 +348,9 @@ export async function runWorker(config: ResolvedConfig, log: Logger): Promise<vo
         const reply: ToPrimary = { t: 'metrics', id: message.id, metrics: JSON.parse(JSON.stringify(m)) }
         toPrimary(reply)
       })
+    } else if (message.t === 'certificates') {
+      certificates.setSessionTicketKeys(Buffer.from(message.ticketKeys))
+      certificates.update(message.entries)
     } else if (message.t === 'stop') stop()
   })
   // Ctrl-C reaches every process of the group: drain like on the primary's word.

@@ -25,6 +25,9 @@ import { Upstreams } from '../proxy/upstreams.js'
 import type { BuildConfig } from '../routing/build.js'
 import { TableStore } from '../table/store.js'
 import { TableSync } from '../table/sync.js'
+import { tlsSettingsOf } from '../tls/server-options.js'
+import { CertificateSources, certificateReport } from '../tls/sources.js'
+import { CertificateStore } from '../tls/store.js'
 import { redactConfig } from './token.js'
 
 export interface Switchyard {
@@ -53,17 +56,20 @@ export async function startSwitchyard(
   deps: { log: Logger; token: string; observer?: ProxyObserver; tls?: TlsSource },
 ): Promise<Switchyard> {
   const { log } = deps
-  const control = createControlPlane(config, log, deps.token)
+  // Certificates given by the caller (tests) replace those of the config.
+  const control = createControlPlane(config, log, deps.token, { certificates: deps.tls === undefined })
   const { store, sync, metrics } = control
   const observer = combineObservers([
     metrics.observer,
     config.proxy.accessLog ? accessLogObserver(log) : null,
     deps.observer,
   ])
-  const data = createDataPlane(config, store, log, observer, deps.tls ?? null)
+  const data = createDataPlane(config, store, log, observer, deps.tls ?? control.tls)
   const admin = createAdminServer({ ...control.adminOptions, metrics: () => metrics.text() })
 
   const adminUrl = await listen(admin, config.admin.listen)
+  // The first handshakes get the certificates there are (a source that fails is a problem, not a wait).
+  await control.certificateSources.start().ready
   const proxyUrls = await data.listen(false).catch(async (err) => {
     await data.stop()
     await control.stop(admin)
@@ -91,42 +97,76 @@ export async function startSwitchyard(
 /**
  * What reads Consul and decides: client, sync, store, metrics, and the admin
  * listener's sources. One per host, whatever the number of workers.
+ *
+ * With an https listener, it also reads the TLS certificates (files and KV,
+ * `tls.certificates`) into `certificates`, the store those listeners serve
+ * from (`tls`; null without https). `options.certificates: false` leaves them
+ * unread, for a caller that brings its own.
  */
-export function createControlPlane(config: ResolvedConfig, log: Logger, token: string) {
+export function createControlPlane(
+  config: ResolvedConfig,
+  log: Logger,
+  token: string,
+  options: { readonly certificates?: boolean } = {},
+) {
   // Every htpasswd file must be readable before anything starts (exit code 2
   // otherwise), also in the primary process, which serves no request itself.
   basicAuthOf(config, null, false)
+  const https = options.certificates !== false && proxyListeners(config).some((l) => l.protocol === 'https')
   const client = consulClientFor(config, token)
   const store = new TableStore()
+  const watch = {
+    waitMs: config.consul.wait,
+    stale: config.consul.stale,
+    cached: config.consul.cached,
+    minIntervalMs: config.consul.minInterval,
+    backoffInitialMs: config.consul.backoffInitial,
+    backoffMaxMs: config.consul.backoffMax,
+  }
   const sync: TableSync = new TableSync({
     client,
     store,
     log,
-    watch: {
-      waitMs: config.consul.wait,
-      stale: config.consul.stale,
-      cached: config.consul.cached,
-      minIntervalMs: config.consul.minInterval,
-      backoffInitialMs: config.consul.backoffInitial,
-      backoffMaxMs: config.consul.backoffMax,
-    },
+    watch,
     build: buildConfigOf(config),
     onBuild: (ms, changed) => metrics.observeBuild(ms, changed),
   })
-  const metrics = new SwitchyardMetrics({ store, status: () => sync.status() })
+  const certificates = new CertificateStore(tlsSettingsOf(config.tls), { log })
+  const certificateSources = new CertificateSources({
+    dir: config.tls.certificates.dir,
+    consulPrefix: config.tls.certificates.consulPrefix,
+    enabled: https,
+    client,
+    watch,
+    log,
+    onChange: (entries) => certificates.update(entries),
+  })
+  const certificatesView = () => certificateReport(certificates, certificateSources)
+  const metrics = new SwitchyardMetrics({
+    store,
+    status: () => sync.status(),
+    certificates: certificatesView,
+  })
   const adminOptions = {
     store,
     status: () => sync.status(),
     readinessMaxStaleMs: config.readiness.maxStale,
     config: redactConfig(config),
     log,
+    certificates: certificatesView,
   }
   const stop = async (admin: Server) => {
     admin.closeAllConnections()
-    await Promise.all([new Promise<void>((resolve) => admin.close(() => resolve())), sync.stop()])
+    await Promise.all([
+      new Promise<void>((resolve) => admin.close(() => resolve())),
+      sync.stop(),
+      certificateSources.stop(),
+    ])
+    certificates.close()
     await client.close()
   }
-  return { client, store, sync, metrics, adminOptions, stop }
+  const tls: TlsSource | null = https ? certificates : null
+  return { client, store, sync, metrics, adminOptions, certificates, certificateSources, tls, stop }
 }
 
 /**

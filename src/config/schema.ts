@@ -1,6 +1,7 @@
 // Every option Switchyard reads, its type and default. config/switchyard.yaml
 // documents the same options; a test checks that the two list the same keys.
 
+import { createSecureContext } from 'node:tls'
 import { z } from 'zod'
 import { parseCidr } from '../routing/tags.js'
 
@@ -94,6 +95,35 @@ const kvKey = z
   .string()
   .transform((v) => v.replace(/^\/+/, ''))
   .refine((v) => !v.endsWith('/'), 'must not end with /')
+/**
+ * Mozilla's "intermediate" configuration (TLS 1.2 and 1.3, forward-secret AEAD
+ * suites only), without its DHE suites: they need DH parameters Switchyard
+ * does not configure. Node turns TLS 1.3 off when a cipher string names no
+ * TLS_ suite, so those are listed too.
+ */
+export const DEFAULT_CIPHERS = [
+  'TLS_AES_128_GCM_SHA256',
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':')
+
+/** An OpenSSL cipher string that selects at least one suite. */
+const ciphers = z
+  .string()
+  .min(1)
+  .superRefine((value, ctx) => {
+    try {
+      createSecureContext({ ciphers: value })
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: `"${value}": ${(err as Error).message}` })
+    }
+  })
 
 const boolish = z
   .union([z.boolean(), z.enum(['true', 'false', '1', '0'])])
@@ -224,6 +254,25 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    tls: z
+      .object({
+        certificates: z
+          .object({
+            dir: z.string().default(''),
+            consulPrefix: z
+              .string()
+              .regex(/^(?:[^/](?:.*[^/])?)?$/, 'must not start or end with /')
+              .default('switchyard/certs'),
+          })
+          .strict()
+          .prefault({}),
+        defaultCertificate: z.string().default(''),
+        minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+        ciphers: ciphers.default(DEFAULT_CIPHERS),
+        sessionTimeout: duration.prefault('300s'),
+      })
+      .strict()
+      .prefault({}),
     readiness: z
       .object({
         maxStale: duration.prefault('60s'),
@@ -251,6 +300,13 @@ export const configSchema = z
         code: 'custom',
         path: ['proxy', 'passiveHealth', 'ejectForMax'],
         message: 'must not be below proxy.passiveHealth.ejectFor',
+      })
+    }
+    if (c.tls.sessionTimeout < 1000 || c.tls.sessionTimeout > 604_800_000) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['tls', 'sessionTimeout'],
+        message: 'must be between 1s and 168h (TLS 1.3 caps a ticket at 7 days)',
       })
     }
     const ports = c.proxy.listeners.map((l) => `${l.address.host}:${l.address.port}`)

@@ -1,7 +1,8 @@
 // The watches Switchyard keeps on Consul, all through one BlockingQuery loop:
 //   - the service list (which services carry a route tag),
 //   - one health watch per routed service (wakes only when that service changes),
-//   - the target-state prefix in KV (recursive).
+//   - the target-state prefix in KV (recursive), and the certificate prefix
+//     when a TLS listener needs it (src/tls/sources.ts), through KvPrefixWatcher.
 // Watchers only signal: they hand normalised snapshots to a callback and know
 // nothing of routes or tables.
 
@@ -212,9 +213,21 @@ export class CatalogWatcher {
   }
 }
 
-export class TargetWatcher {
-  private readonly query: BlockingQuery<TargetEntry[]>
-  private entries: readonly TargetEntry[] = []
+/** One key under a watched KV prefix, value decoded. */
+export interface KvPair {
+  readonly key: string
+  readonly value: string
+  readonly modifyIndex: number
+}
+
+/**
+ * A recursive watch on a KV prefix. A prefix the token may not read, wholly or
+ * in part, is an error (ConsulPermissionError naming the prefix), never an
+ * empty or shorter list: a hidden key is one the proxy cannot honour.
+ */
+export class KvPrefixWatcher {
+  private readonly query: BlockingQuery<KvPair[]>
+  private entries: readonly KvPair[] = []
 
   /**
    * Watches the keys under `prefix/`. With `exact`, the keys that start with
@@ -226,8 +239,9 @@ export class TargetWatcher {
     settings: WatchSettings,
     prefix: string,
     listener: WatchListener,
-    onChange: (entries: readonly TargetEntry[]) => void,
-    options: { readonly name?: string; readonly exact?: boolean } = {},
+    onChange: (entries: readonly KvPair[]) => void,
+    /** `name`: the watch's name in logs, metrics and /api/watches. */
+    options: { readonly name: string; readonly exact?: boolean },
   ) {
     const path = `/v1/kv/${prefix.split('/').map(encodeURIComponent).join('/')}${options.exact ? '' : '/'}`
     const read = blockingFetch(
@@ -238,8 +252,7 @@ export class TargetWatcher {
       `key prefix ${prefix}/`,
       (res) => {
         // Consul answers a recursive read it partly denies with the readable
-        // keys only. A hidden key is a target the proxy cannot honour, so that
-        // is an error, not a shorter target list.
+        // keys only.
         if (res.filteredByAcl) {
           throw new ConsulPermissionError(
             path,
@@ -250,7 +263,7 @@ export class TargetWatcher {
       },
     )
     this.query = loop(
-      options.name ?? 'targets',
+      options.name,
       settings,
       listener,
       async (index, signal) => {
@@ -273,11 +286,17 @@ export class TargetWatcher {
     return this
   }
 
+  /** Resolves with the first answer. */
   get ready(): Promise<void> {
     return this.query.ready
   }
 
-  current(): readonly TargetEntry[] {
+  /** Resolves at the first answer or the first error, whichever comes first. */
+  get settled(): Promise<void> {
+    return this.query.settled
+  }
+
+  current(): readonly KvPair[] {
     return this.entries
   }
 
@@ -287,5 +306,18 @@ export class TargetWatcher {
 
   async stop(): Promise<void> {
     await this.query.stop()
+  }
+}
+
+/** The target-state prefix: one key per service. */
+export class TargetWatcher extends KvPrefixWatcher {
+  constructor(
+    client: ConsulClient,
+    settings: WatchSettings,
+    prefix: string,
+    listener: WatchListener,
+    onChange: (entries: readonly TargetEntry[]) => void,
+  ) {
+    super(client, settings, prefix, listener, onChange, { name: 'targets' })
   }
 }

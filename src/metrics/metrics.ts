@@ -17,6 +17,7 @@ import type { ProxyObserver } from '../proxy/observer.js'
 import type { RouteTable } from '../routing/types.js'
 import type { TableStore } from '../table/store.js'
 import type { SyncStatus } from '../table/sync.js'
+import type { CertificateReport } from '../tls/store.js'
 import {
   ALWAYS_REPORTED_CLASSES,
   DURATION_BUCKETS,
@@ -32,6 +33,8 @@ export interface MetricsOptions {
   readonly status: () => SyncStatus
   /** Node.js process metrics (CPU, memory, event loop, GC); on unless a test turns them off. */
   readonly defaultMetrics?: boolean
+  /** The TLS certificates served (and set aside), where this process holds them. */
+  readonly certificates?: () => CertificateReport
 }
 
 const TABLE_BUILD_BUCKETS = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1]
@@ -51,7 +54,7 @@ export class SwitchyardMetrics {
   constructor(options: MetricsOptions) {
     const { registry, counters } = this
     const registers = [registry]
-    const { status } = options
+    const { status, certificates } = options
 
     new Counter({
       name: 'switchyard_requests_total',
@@ -207,16 +210,33 @@ export class SwitchyardMetrics {
     })
     new Gauge({
       name: 'switchyard_problems',
-      help: 'Problems listed by /api/problems (bad tags, bad target keys, Consul errors), by error code.',
+      help: 'Problems listed by /api/problems (bad tags, bad target keys, bad certificates, Consul errors), by error code.',
       labelNames: ['code'],
       aggregator: 'first',
       registers,
       collect() {
         this.reset()
         const byCode = new Map<string, number>()
-        for (const p of [...status().problems, ...options.store.current.problems])
+        const certificateProblems = certificates?.().problems ?? []
+        for (const p of [...status().problems, ...options.store.current.problems, ...certificateProblems])
           byCode.set(p.code, (byCode.get(p.code) ?? 0) + 1)
         for (const [code, n] of byCode) this.set({ code }, n)
+      },
+    })
+
+    new Gauge({
+      name: 'switchyard_certificate_not_after_seconds',
+      help: 'When the TLS certificate served for a host name expires (Unix time), by host name (as in the certificate, *.example.com for a wildcard) and source (file or consul). Names no longer served lose their series.',
+      labelNames: ['host', 'source'],
+      aggregator: 'first',
+      registers,
+      collect() {
+        // Rebuilt at every scrape from the store's current list: whatever is
+        // no longer served has no series.
+        this.reset()
+        for (const c of certificates?.().certificates ?? []) {
+          for (const host of c.serving) this.set({ host, source: c.source }, Date.parse(c.notAfter) / 1000)
+        }
       },
     })
 

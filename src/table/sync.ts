@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks'
 import { type Clock, systemClock } from '../clock.js'
 import type { BlockingQueryState } from '../consul/blocking-query.js'
 import type { ConsulClient } from '../consul/client.js'
-import { CatalogWatcher, TargetWatcher, type WatchSettings } from '../consul/watchers.js'
+import { CatalogWatcher, KvPrefixWatcher, TargetWatcher, type WatchSettings } from '../consul/watchers.js'
 import type { Logger } from '../log.js'
 import { type BuildConfig, buildRouteTable } from '../routing/build.js'
 import { diffTables } from '../routing/canonical.js'
@@ -45,7 +45,7 @@ export class TableSync {
   private readonly catalog: CatalogWatcher
   private readonly targets: TargetWatcher
   /** Fabio's route overrides and no-route page in KV (routing.fabio), when configured. */
-  private readonly fabio: TargetWatcher[]
+  private readonly fabio: KvPrefixWatcher[]
   private initialised = false
   private scheduled = false
   private stopped = false
@@ -89,7 +89,7 @@ export class TableSync {
     const watched = fabioWatchPrefixes(fabioKeys)
     this.fabio = watched.map(
       ({ prefix, exact }, i) =>
-        new TargetWatcher(options.client, options.watch, prefix, listener, () => this.schedule(), {
+        new KvPrefixWatcher(options.client, options.watch, prefix, listener, () => this.schedule(), {
           name: watched.length === 1 ? 'fabio' : `fabio-${i + 1}`,
           exact,
         }),
