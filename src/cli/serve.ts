@@ -308,6 +308,16 @@ export function basicAuthOf(config: ResolvedConfig, log: Logger | null, watch = 
 }
 
 /**
+ * Node has `reusePort` from 22.12 (and 23.1). On an older Node, workers share
+ * one listening socket through node:cluster's primary instead (connections
+ * handed over one at a time, those in transit lost when a worker dies).
+ */
+const REUSE_PORT = (() => {
+  const [major = 0, minor = 0] = process.versions.node.split('.').map(Number)
+  return major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12)
+})()
+
+/**
  * Opens `server` on `at`. `shared`: with SO_REUSEPORT, each worker process
  * binds the address itself and the kernel spreads new connections over them
  * (no hand-over through the primary, which serialises accepts and loses the
@@ -318,7 +328,7 @@ export async function listen(
   at: { host: string; port: number },
   shared = false,
 ): Promise<string> {
-  if (shared) server.listen({ port: at.port, host: at.host, reusePort: true, exclusive: true })
+  if (shared && REUSE_PORT) server.listen({ port: at.port, host: at.host, reusePort: true, exclusive: true })
   else server.listen(at.port, at.host)
   try {
     await once(server, 'listening')

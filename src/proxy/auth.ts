@@ -13,13 +13,16 @@
 
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import { createRequire } from 'node:module'
+import apacheMd5 from 'apache-md5'
 import bcrypt from 'bcryptjs'
 import { verify as verifyShaCrypt } from 'unixcrypt'
 import { ConfigError } from '../errors.js'
 
-// A CommonJS function export whose typings declare an ES default export.
-const aprMd5 = createRequire(import.meta.url)('apache-md5') as (password: string, salt: string) => string
+// A CommonJS function export whose typings declare an ES default export: as
+// imported by Node (and by the single executable's bundle) the default is the
+// function itself; TypeScript's view of it may wrap it in `default`.
+type AprMd5 = (password: string, salt: string) => string
+const aprMd5 = ((apacheMd5 as unknown as { default?: AprMd5 }).default ?? apacheMd5) as unknown as AprMd5
 
 export interface AuthSchemeConfig {
   readonly name: string

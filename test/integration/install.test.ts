@@ -169,7 +169,8 @@ describeWithConsul('installing on a host', (consul) => {
       10_000,
       100,
     )
-    expect(output.match(/proxy worker listening/g)).toHaveLength(2)
+    // Ready needs one worker listening; each binds its own socket, the second a moment later.
+    await eventually(() => expect(output.match(/proxy worker listening/g)).toHaveLength(2), 10_000, 100)
     serve.kill('SIGTERM')
     expect(await new Promise((resolve) => serve.on('exit', resolve))).toBe(0)
   })

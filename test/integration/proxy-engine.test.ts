@@ -259,6 +259,21 @@ describeWithConsul('HTTP/1.1 engine: limits, framing and relaying', (consul) => 
     expect(counts.upstreamErrors.filter((e) => e.reason === 'busy').length).toBe(busy + 2)
   })
 
+  it('answers a request that asks to upgrade to h2c (curl --http2) as plain HTTP/1.1, then closes', async () => {
+    const res = await rawRequest(
+      port,
+      'GET /e/h2c HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n' +
+        'HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n',
+    )
+    expect(statuses(res.text)).toEqual([200])
+    expect(res.text).toContain('GET /e/h2c 0')
+    expect(res.text.toLowerCase()).toContain('connection: close')
+    expect(res.closed).toBe(true)
+    const seen = app.seen.find((r) => r.url === '/e/h2c')
+    expect(seen?.headers.upgrade).toBeUndefined()
+    expect(seen?.headers['http2-settings']).toBeUndefined()
+  })
+
   it('keeps serving after all of that', async () => {
     const res = await request(`${proxy.app.proxyUrl}/e/after`)
     expect(await res.body.text()).toBe('GET /e/after 0')

@@ -300,17 +300,19 @@ export class ClientConnection implements Sweepable {
     if (upgrade) {
       if (facts.upgrade.toLowerCase() === 'websocket' && bodyLength === 0) {
         websocket = facts.upgrade
-      } else {
+      } else if (bodyLength !== 0) {
         // Only WebSocket is tunnelled. llhttp stops at the head of any upgrade,
-        // so what follows is not parsed: answer and close.
+        // so a body after it would not be parsed: answer and close.
         this.refuse(
           501,
           'SWY_ERR_BAD_REQUEST',
-          `Upgrade: ${facts.upgrade || '(none)'} is not supported; only websocket is tunnelled`,
+          `Upgrade: ${facts.upgrade || '(none)'} with a request body is not supported; only websocket is tunnelled`,
           'upgrade',
         )
         return 1
       }
+      // Any other upgrade (h2c from `curl --http2` on plain HTTP) is answered
+      // as the plain HTTP/1.1 request it also is, and the connection closes.
     }
     const head: RequestHead = {
       method: methodName,
@@ -327,7 +329,7 @@ export class ClientConnection implements Sweepable {
       bodyLength,
     }
     // HTTP/1.0 has no chunked coding: such a message's end is in doubt (RFC 9112 §6.1).
-    const close = !keepAlive || websocket !== null || (minor === 0 && facts.chunked)
+    const close = !keepAlive || upgrade || (minor === 0 && facts.chunked)
     if (close) this.stopped = true
     const ex = new ClientExchange(this, head, close, facts.expectContinue)
     if (bodyLength !== 0) this.receiving = ex
