@@ -105,7 +105,11 @@ export class RequestCounters {
   /** The hot path: one finished request. */
   request(route: Route | null, backend: Backend | null, status: number, seconds: number): void {
     const series =
-      backend !== null ? this.byBackend.get(backend) : route !== null ? this.byRoute.get(route) : this.unrouted
+      backend !== null
+        ? this.byBackend.get(backend)
+        : route !== null
+          ? this.byRoute.get(route)
+          : this.unrouted
     if (series === undefined) return
     const cls = ((status / 100) | 0) - 1
     series.byClass[Math.max(0, Math.min(cls, 4))]! += 1
