@@ -3,7 +3,9 @@
 // and socket measurements.
 
 import { spawn } from 'node:child_process'
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { once } from 'node:events'
+import type { Server } from 'node:http'
 import { connect, type Socket } from 'node:net'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
@@ -91,10 +93,72 @@ export function collectGarbage(): void {
   gcFunction()
 }
 
-/** Heap used after a full collection, in bytes. */
-export function settledHeap(): number {
-  collectGarbage()
-  return process.memoryUsage().heapUsed
+export type TrackedKind = 'client request' | 'client response' | 'client socket' | 'upstream request'
+
+export interface RetentionTracker {
+  /** Objects of each kind created since the tracker started. */
+  readonly created: Record<TrackedKind, number>
+  /** Objects of each kind created since the tracker started and still reachable after full collections. */
+  live(): Promise<Record<TrackedKind, number>>
+  stop(): void
+}
+
+/**
+ * Counts the per-request objects of one proxy that stay reachable: the client
+ * side's requests, responses and sockets (Node's `http.server.request.start`
+ * channel, for `server` only) and the upstream requests undici makes to
+ * `upstreamOrigins` (its `undici:request:create` channel). Unlike heap bytes,
+ * these counts do not move with the test's own allocations, the JIT or a
+ * busy machine: a leaked request stays counted however long one waits.
+ */
+export function trackRetention(server: Server, upstreamOrigins: readonly string[]): RetentionTracker {
+  const origins = new Set(upstreamOrigins)
+  const kinds: TrackedKind[] = ['client request', 'client response', 'client socket', 'upstream request']
+  const zero = () => Object.fromEntries(kinds.map((k) => [k, 0])) as Record<TrackedKind, number>
+  const created = zero()
+  const collected = zero()
+  const registry = new FinalizationRegistry<TrackedKind>((kind) => {
+    collected[kind]++
+  })
+  const sockets = new WeakSet<object>()
+  const track = (kind: TrackedKind, value: object) => {
+    created[kind]++
+    registry.register(value, kind)
+  }
+  const onServerRequest = (message: unknown) => {
+    const m = message as { request: object; response: object; socket: object; server: Server }
+    if (m.server !== server) return
+    track('client request', m.request)
+    track('client response', m.response)
+    // Keep-alive sockets carry several requests: count each socket once.
+    if (!sockets.has(m.socket)) {
+      sockets.add(m.socket)
+      track('client socket', m.socket)
+    }
+  }
+  const onUndiciRequest = (message: unknown) => {
+    const request = (message as { request: { origin?: unknown } }).request
+    if (origins.has(String(request.origin))) track('upstream request', request)
+  }
+  subscribe('http.server.request.start', onServerRequest)
+  subscribe('undici:request:create', onUndiciRequest)
+  return {
+    created,
+    async live() {
+      // Finalisation callbacks run in later tasks, after the collection that found the object dead.
+      for (let i = 0; i < 3; i++) {
+        collectGarbage()
+        await new Promise((resolve) => setImmediate(resolve))
+      }
+      const live = zero()
+      for (const kind of kinds) live[kind] = created[kind] - collected[kind]
+      return live
+    },
+    stop() {
+      unsubscribe('http.server.request.start', onServerRequest)
+      unsubscribe('undici:request:create', onUndiciRequest)
+    },
+  }
 }
 
 /** Open TCP sockets and servers of this process, as Node counts its active handles. */

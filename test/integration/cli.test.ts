@@ -2,20 +2,20 @@
 // process, with Consul's environment variables.
 
 import { execFile, spawn } from 'node:child_process'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import { type AddressInfo, createServer } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { freePort } from '../harness/consul-agent.js'
 import { ConsulApi } from '../harness/consul-api.js'
 import { describeWithConsul } from '../harness/context.js'
+import { tempDir } from '../harness/temp.js'
 import { startUpstream, type Upstream } from '../harness/upstream.js'
 import { eventually, uniqueName } from '../harness/wait.js'
 
 const CLI = new URL('../../dist/cli/main.js', import.meta.url).pathname
-const dir = mkdtempSync(join(tmpdir(), 'switchyard-cli-'))
+const dir = tempDir('cli')
 
 async function run(args: string[], env: Record<string, string> = {}) {
   try {
@@ -179,7 +179,7 @@ describeWithConsul('switchyard serve and routes against Consul', (consul) => {
       ),
     )
     const json = await run(['routes', '--json', '--tag-prefix', prefix], env())
-    expect(JSON.parse(json.stdout)[0].targets[0].origin).toBe(`http://127.0.0.1:${upstream.port}`)
+    expect(JSON.parse(json.stdout)[0].backends[0].origin).toBe(`http://127.0.0.1:${upstream.port}`)
   })
 
   it('serve starts the proxy with the read-only token and stops cleanly on SIGTERM', async () => {
