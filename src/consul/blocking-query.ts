@@ -11,12 +11,15 @@
 //   - requests are rate-limited per loop (minIntervalMs), so even a Consul that
 //     answers instantly forever costs a bounded number of requests per second;
 //   - errors back off exponentially with jitter and the loop never gives up: it
-//     ends only when stopped.
+//     ends only when stopped. Loops that share a RecoveryGroup also end their
+//     backoff early when another loop of the group gets an answer, so they all
+//     catch up together once Consul is back (see recovery.ts).
 // A response whose body did not change is not passed on (Consul wakes blocking
 // queries for writes that do not affect the result).
 
 import { createHash } from 'node:crypto'
 import { type Clock, systemClock } from '../clock.js'
+import type { RecoveryGroup } from './recovery.js'
 
 export interface BlockingQueryOptions<T> {
   /** For logs and metrics, e.g. `health:web`. */
@@ -32,6 +35,8 @@ export interface BlockingQueryOptions<T> {
   readonly minIntervalMs: number
   readonly backoffInitialMs: number
   readonly backoffMaxMs: number
+  /** The other loops that recover with this one (one per Switchyard: all its watches). */
+  readonly recovery?: RecoveryGroup
   readonly clock?: Clock
   readonly random?: () => number
 }
@@ -93,14 +98,18 @@ export class BlockingQuery<T> {
   }
 
   start(): this {
-    this.running ??= this.loop().catch(() => {
-      // Only an abort ends the loop; anything else is handled inside.
-    })
+    if (this.running === null) {
+      this.options.recovery?.join(this)
+      this.running = this.loop().catch(() => {
+        // Only an abort ends the loop; anything else is handled inside.
+      })
+    }
     return this
   }
 
   async stop(): Promise<void> {
     this.controller.abort()
+    this.options.recovery?.leave(this)
     await this.running
   }
 
@@ -117,7 +126,10 @@ export class BlockingQuery<T> {
         const digest = createHash('sha256').update(res.body).digest('base64')
         const value = digest === this.lastDigest ? undefined : { parsed: this.options.parse(res.body) }
         this.s.index = res.index < 1 ? 1 : res.index < this.s.index ? 0 : res.index
-        if (this.s.consecutiveErrors > 0) this.options.onRecover?.(this.clock.now() - this.s.failingSince)
+        if (this.s.consecutiveErrors > 0) {
+          this.options.onRecover?.(this.clock.now() - this.s.failingSince)
+          this.options.recovery?.answered(this)
+        }
         this.s.consecutiveErrors = 0
         this.s.failingSince = 0
         this.s.lastError = null
@@ -143,7 +155,13 @@ export class BlockingQuery<T> {
         const retryIn = this.backoff(this.s.consecutiveErrors)
         this.options.onError?.(error, this.s.consecutiveErrors, retryIn)
         this.firstOutcome()
-        await this.clock.sleep(retryIn, signal)
+        const recovery = this.options.recovery
+        if (recovery) {
+          recovery.failed(this)
+          await recovery.backoff(this, retryIn, signal)
+        } else {
+          await this.clock.sleep(retryIn, signal)
+        }
       }
     }
   }

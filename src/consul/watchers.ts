@@ -11,6 +11,7 @@ import type { CatalogSnapshot, InstanceSnapshot, TargetEntry } from '../routing/
 import { BlockingQuery, type BlockingQueryState } from './blocking-query.js'
 import { assertPrefixReadable, type ConsulClient, type ConsulResponse, readBody } from './client.js'
 import { parseHealthService, parseKvList, parseServiceList, routedServices } from './normalize.js'
+import type { RecoveryGroup } from './recovery.js'
 
 export interface WatchSettings {
   readonly waitMs: number
@@ -20,6 +21,8 @@ export interface WatchSettings {
   readonly minIntervalMs: number
   readonly backoffInitialMs: number
   readonly backoffMaxMs: number
+  /** Shared by every watch of one Switchyard, so they recover from an outage together. */
+  readonly recovery?: RecoveryGroup
   readonly clock?: Clock
 }
 
@@ -82,6 +85,7 @@ function loop<T>(
     minIntervalMs: settings.minIntervalMs,
     backoffInitialMs: settings.backoffInitialMs,
     backoffMaxMs: settings.backoffMaxMs,
+    recovery: settings.recovery,
     clock: settings.clock,
   })
 }

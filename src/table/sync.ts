@@ -7,12 +7,21 @@ import { performance } from 'node:perf_hooks'
 import { type Clock, systemClock } from '../clock.js'
 import type { BlockingQueryState } from '../consul/blocking-query.js'
 import type { ConsulClient } from '../consul/client.js'
+import { RecoveryGroup } from '../consul/recovery.js'
 import { CatalogWatcher, TargetWatcher, type WatchSettings } from '../consul/watchers.js'
 import type { Logger } from '../log.js'
 import { type BuildConfig, buildRouteTable } from '../routing/build.js'
 import { diffTables } from '../routing/canonical.js'
 import type { Problem, RouteTable } from '../routing/types.js'
 import type { TableStore } from './store.js'
+
+/**
+ * While every watch fails, one of them retries this often, so Consul's return
+ * is noticed within it whatever the backoffs have grown to (see recovery.ts).
+ */
+const OUTAGE_PROBE_MS = 250
+/** Once one watch gets an answer after an outage, the others retry within this. */
+const RECOVERY_SPREAD_MS = 100
 
 export interface SyncOptions {
   readonly client: ConsulClient
@@ -66,15 +75,23 @@ export class TableSync {
       onRecover: (watch: string, failedForMs: number) =>
         options.log.info({ watch, failedForMs }, 'consul watch recovered'),
     }
-    this.catalog = new CatalogWatcher(options.client, options.watch, options.build.tagPrefix, listener, () =>
+    // One group for all the watches: they fail together when Consul goes away
+    // and should come back together.
+    const watch: WatchSettings = {
+      ...options.watch,
+      recovery:
+        options.watch.recovery ??
+        new RecoveryGroup({
+          probeIntervalMs: OUTAGE_PROBE_MS,
+          spreadMs: RECOVERY_SPREAD_MS,
+          clock: options.watch.clock,
+        }),
+    }
+    this.catalog = new CatalogWatcher(options.client, watch, options.build.tagPrefix, listener, () =>
       this.schedule(),
     )
-    this.targets = new TargetWatcher(
-      options.client,
-      options.watch,
-      options.build.targetPrefix,
-      listener,
-      () => this.schedule(),
+    this.targets = new TargetWatcher(options.client, watch, options.build.targetPrefix, listener, () =>
+      this.schedule(),
     )
   }
 
