@@ -3,7 +3,7 @@
 // text error answers, shared by plain requests and upgrades.
 
 import { STATUS_CODES } from 'node:http'
-import type { ErrorCode } from '../errors.js'
+import { type ErrorCode, type HttpErrorCode, httpStatus } from '../errors.js'
 import type { Backend } from '../routing/types.js'
 import type { TimeoutKind, UpstreamErrorReason } from './observer.js'
 
@@ -65,9 +65,13 @@ export function classifyUpstreamError(error: Error): UpstreamFailure {
 }
 
 export function failureStatus(failure: UpstreamFailure): [number, ErrorCode] {
-  if (failure.reason === 'timeout') return [504, 'SWY_ERR_UPSTREAM_TIMEOUT']
-  if (failure.connect) return [502, 'SWY_ERR_UPSTREAM_CONNECT']
-  return [502, 'SWY_ERR_UPSTREAM_RESET']
+  const code: HttpErrorCode =
+    failure.reason === 'timeout'
+      ? 'SWY_ERR_UPSTREAM_TIMEOUT'
+      : failure.connect
+        ? 'SWY_ERR_UPSTREAM_CONNECT'
+        : 'SWY_ERR_UPSTREAM_RESET'
+  return [httpStatus(code), code]
 }
 
 export function errorBody(status: number, code: ErrorCode, message: string): string {

@@ -5,7 +5,7 @@
 
 import type { IncomingMessage } from 'node:http'
 import { BlockList } from 'node:net'
-import type { ErrorCode } from '../errors.js'
+import { type ErrorCode, type HttpErrorCode, httpStatus } from '../errors.js'
 import { lookupRoute } from '../routing/lookup.js'
 import { normalizePath, splitRequestTarget } from '../routing/path.js'
 import type { AccessRules, Backend, Route } from '../routing/types.js'
@@ -100,17 +100,16 @@ export function createResolver(deps: ResolverDeps): (req: IncomingMessage) => Re
     if (table.generation === 0) {
       return reply(
         null,
-        503,
         'SWY_ERR_NO_HEALTHY_INSTANCE',
         'no routing table yet: Switchyard is still reading Consul',
       )
     }
     const route = lookupRoute(table, host, path)
-    if (route === null) return reply(null, 404, 'SWY_ERR_NO_ROUTE', `no route for ${host}${path}`)
+    if (route === null) return reply(null, 'SWY_ERR_NO_ROUTE', `no route for ${host}${path}`)
     if (route.access.length > 0) {
       const ip = clientAddress(req.socket.remoteAddress)
       if (!allowed(route, ip))
-        return reply(route, 403, 'SWY_ERR_ACCESS_DENIED', `${ip} may not use route ${route.id}`)
+        return reply(route, 'SWY_ERR_ACCESS_DENIED', `${ip} may not use route ${route.id}`)
     }
     const usable = health?.anyEjected ? health.usable : undefined
     // When every instance is ejected, Consul still calls them healthy: trying
@@ -120,7 +119,6 @@ export function createResolver(deps: ResolverDeps): (req: IncomingMessage) => Re
       const services = route.services.join(', ')
       return reply(
         route,
-        503,
         'SWY_ERR_NO_HEALTHY_INSTANCE',
         `no healthy instance for route ${route.id} (service ${services})`,
       )
@@ -133,12 +131,13 @@ export function createResolver(deps: ResolverDeps): (req: IncomingMessage) => Re
   }
 }
 
-function reply(route: Route | null, status: number, code: ErrorCode, message: string): Resolution {
-  return { kind: 'reply', route, status, code, message, reject: null }
+function reply(route: Route | null, code: HttpErrorCode, message: string): Resolution {
+  return { kind: 'reply', route, status: httpStatus(code), code, message, reject: null }
 }
 
 function refuse(reason: RejectReason, message: string): Resolution {
-  return { kind: 'reply', route: null, status: 400, code: 'SWY_ERR_BAD_REQUEST', message, reject: reason }
+  const code = 'SWY_ERR_BAD_REQUEST'
+  return { kind: 'reply', route: null, status: httpStatus(code), code, message, reject: reason }
 }
 
 /** How many Host fields the request has (Node keeps only the first in `headers`). */

@@ -8,7 +8,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { performance } from 'node:perf_hooks'
 import type { Duplex } from 'node:stream'
-import type { ErrorCode } from '../errors.js'
+import { type ErrorCode, type HttpErrorCode, httpStatus } from '../errors.js'
 import type { Logger } from '../log.js'
 import type { Backend, Route } from '../routing/types.js'
 import type { TableStore } from '../table/store.js'
@@ -136,7 +136,7 @@ export function createProxyHandler(
         res,
         started,
         route,
-        502,
+        httpStatus('SWY_ERR_UPSTREAM_CONNECT'),
         'SWY_ERR_UPSTREAM_CONNECT',
         `instance ${chosen.key}: ${describe(err as Error)}`,
         chosen,
@@ -161,7 +161,15 @@ export function createProxyHandler(
         // undici refused to send what the client sent (a header value Node let through).
         res.shouldKeepAlive = false
         observer.rejected?.('header', 400)
-        return reply(req, res, started, route, 400, 'SWY_ERR_BAD_REQUEST', `cannot forward: ${error.message}`)
+        return reply(
+          req,
+          res,
+          started,
+          route,
+          httpStatus('SWY_ERR_BAD_REQUEST'),
+          'SWY_ERR_BAD_REQUEST',
+          `cannot forward: ${error.message}`,
+        )
       }
       if (failure.timeout !== null) observer.timeout?.(failure.timeout, chosen)
       observer.upstreamError(chosen, failure.reason, error)
@@ -296,9 +304,13 @@ export function createProxyServer(options: ProxyOptions, serverOptions: ProxySer
   })
   server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
     socket.on('error', () => {})
-    observer.rejected?.('method', 405)
+    observer.rejected?.('method', httpStatus('SWY_ERR_METHOD_NOT_ALLOWED'))
     socket.end(
-      rawResponse(405, 'SWY_ERR_METHOD_NOT_ALLOWED', 'CONNECT is not supported by this reverse proxy'),
+      rawResponse(
+        httpStatus('SWY_ERR_METHOD_NOT_ALLOWED'),
+        'SWY_ERR_METHOD_NOT_ALLOWED',
+        'CONNECT is not supported by this reverse proxy',
+      ),
     )
   })
   server.on(
@@ -376,11 +388,14 @@ const REQUEST_LINE_ERRORS = new Set(['HPE_INVALID_URL', 'HPE_INVALID_VERSION', '
 
 /** The answer to a request Node's parser refused; null when the client is gone (reset, early EOF). */
 function clientErrorAnswer(code: string | undefined): ClientErrorAnswer | null {
-  if (code === 'HPE_HEADER_OVERFLOW')
-    return { status: 431, code: 'SWY_ERR_HEADERS_TOO_LARGE', reject: 'headers-too-large' }
-  if (code === 'ERR_HTTP_REQUEST_TIMEOUT')
-    return { status: 408, code: 'SWY_ERR_CLIENT_TIMEOUT', reject: null }
-  if (code === 'HPE_INVALID_METHOD') return { status: 400, code: 'SWY_ERR_BAD_REQUEST', reject: 'method' }
+  const answer = (error: HttpErrorCode, reject: RejectReason | null) => ({
+    status: httpStatus(error),
+    code: error,
+    reject,
+  })
+  if (code === 'HPE_HEADER_OVERFLOW') return answer('SWY_ERR_HEADERS_TOO_LARGE', 'headers-too-large')
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return answer('SWY_ERR_CLIENT_TIMEOUT', null)
+  if (code === 'HPE_INVALID_METHOD') return answer('SWY_ERR_BAD_REQUEST', 'method')
   if (code === undefined || !code.startsWith('HPE_') || code === 'HPE_INVALID_EOF_STATE') return null
   const reject: RejectReason = FRAMING_ERRORS.has(code)
     ? 'framing'
@@ -389,5 +404,5 @@ function clientErrorAnswer(code: string | undefined): ClientErrorAnswer | null {
       : REQUEST_LINE_ERRORS.has(code)
         ? 'request-line'
         : 'malformed'
-  return { status: 400, code: 'SWY_ERR_BAD_REQUEST', reject }
+  return answer('SWY_ERR_BAD_REQUEST', reject)
 }
