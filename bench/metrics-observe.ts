@@ -24,7 +24,6 @@ import type { ProxyObserver } from '../src/proxy/server.js'
 import { createProxyHandler } from '../src/proxy/server.js'
 import { Upstreams } from '../src/proxy/upstreams.js'
 import { buildRouteTable } from '../src/routing/build.js'
-import { diffTables } from '../src/routing/canonical.js'
 import type { Backend, InstanceSnapshot, Route, RouteTable } from '../src/routing/types.js'
 import { TableStore } from '../src/table/store.js'
 
@@ -210,7 +209,7 @@ async function macro(
       keepAliveTimeoutMs: 4000,
       connections: 64,
     })
-    store.swap(t, diffTables(store.current, t), Date.now())
+    store.swap(t)
     const handler = createProxyHandler({
       store,
       balancer: new Balancer('round-robin'),

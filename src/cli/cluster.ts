@@ -39,8 +39,6 @@ type ToPrimary =
   | { readonly t: 'cannot-listen'; readonly message: string }
   | { readonly t: 'metrics'; readonly id: number; readonly metrics: Metrics }
 
-const NO_DIFF = { added: [], removed: [] }
-
 /** Environment variable through which a worker receives the primary's resolved config. */
 export const WORKER_CONFIG_ENV = 'SWITCHYARD_WORKER_CONFIG'
 
@@ -283,7 +281,7 @@ export async function runWorker(config: ResolvedConfig, log: Logger): Promise<vo
   }
   process.on('message', (message: ToWorker) => {
     if (message.t === 'table') {
-      if (message.table !== null) store.swap(message.table, NO_DIFF, Date.now())
+      if (message.table !== null) store.swap(message.table)
       gotFirst()
     } else if (message.t === 'metrics') {
       void metrics.registry.getMetricsAsJSON().then((m) => {

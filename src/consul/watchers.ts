@@ -2,8 +2,9 @@
 //   - the service list (which services carry a route tag),
 //   - one health watch per routed service (wakes only when that service changes),
 //   - the target-state prefix in KV (recursive).
-// Watchers only signal: they hand normalised snapshots to a callback and know
-// nothing of routes or tables.
+// Watchers only signal: `onChange()` says that something changed, and the
+// caller reads the normalised state (`snapshot()`, `current()`) when it is
+// ready to build; they know nothing of routes or tables.
 
 import type { Clock } from '../clock.js'
 import { ConsulPermissionError, ConsulResponseError } from '../errors.js'
@@ -95,7 +96,7 @@ export class CatalogWatcher {
   private readonly settings: WatchSettings
   private readonly tagPrefix: string
   private readonly listener: WatchListener
-  private readonly onChange: (snapshot: CatalogSnapshot) => void
+  private readonly onChange: () => void
   private readonly services: BlockingQuery<Map<string, string[]>>
   private readonly health = new Map<string, BlockingQuery<InstanceSnapshot[]>>()
   private readonly instances = new Map<string, readonly InstanceSnapshot[]>()
@@ -112,7 +113,7 @@ export class CatalogWatcher {
     settings: WatchSettings,
     tagPrefix: string,
     listener: WatchListener,
-    onChange: (snapshot: CatalogSnapshot) => void,
+    onChange: () => void,
   ) {
     this.client = client
     this.settings = settings
@@ -188,7 +189,7 @@ export class CatalogWatcher {
       if (!this.health.has(name)) this.health.set(name, this.watchHealth(name).start())
     }
     this.firstList()
-    if (removed) this.onChange(this.snapshot())
+    if (removed) this.onChange()
   }
 
   private watchHealth(service: string): BlockingQuery<InstanceSnapshot[]> {
@@ -210,7 +211,7 @@ export class CatalogWatcher {
       (instances) => {
         if (!this.health.has(service)) return
         this.instances.set(service, instances)
-        this.onChange(this.snapshot())
+        this.onChange()
       },
     )
   }
@@ -225,7 +226,7 @@ export class TargetWatcher {
     settings: WatchSettings,
     prefix: string,
     listener: WatchListener,
-    onChange: (entries: readonly TargetEntry[]) => void,
+    onChange: () => void,
   ) {
     const path = `/v1/kv/${prefix.split('/').map(encodeURIComponent).join('/')}/`
     const read = blockingFetch(
@@ -261,7 +262,7 @@ export class TargetWatcher {
       parseKvList,
       (entries) => {
         this.entries = entries
-        onChange(entries)
+        onChange()
       },
     )
   }

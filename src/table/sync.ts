@@ -169,7 +169,7 @@ export class TableSync {
     // a target rewritten with the same value (a new modify index) must show in
     // the admin API, the status page and the metrics. The log line is kept for
     // changes that move traffic.
-    store.swap(next, diff, this.clock.now())
+    store.swap(next)
     const fields = {
       generation: next.generation,
       routes: next.routes.length,

@@ -9,7 +9,6 @@ import { SwitchyardMetrics } from '../../src/metrics/metrics.js'
 import { combineObservers } from '../../src/metrics/observers.js'
 import { DURATION_BUCKETS, RequestCounters } from '../../src/metrics/request-counters.js'
 import { buildRouteTable } from '../../src/routing/build.js'
-import { diffTables } from '../../src/routing/canonical.js'
 import type { Backend, InstanceSnapshot, Route, RouteTable, TargetEntry } from '../../src/routing/types.js'
 import { TableStore } from '../../src/table/store.js'
 import type { SyncStatus } from '../../src/table/sync.js'
@@ -183,7 +182,7 @@ function stubStatus(overrides: Partial<SyncStatus> = {}): SyncStatus {
 }
 
 function swap(store: TableStore, next: RouteTable): void {
-  store.swap(next, diffTables(store.current, next), Date.now())
+  store.swap(next)
 }
 
 describe('SwitchyardMetrics', () => {
