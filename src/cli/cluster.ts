@@ -197,7 +197,7 @@ export async function startPrimary(
       // The primary first: its table and watch gauges win ('first'), request counts add up.
       const live = await workerMetrics()
       await retiring
-      const all = [await metrics.registry.getMetricsAsJSON(), retired, ...live]
+      const all = [await metrics.json(), retired, ...live]
       const registry = AggregatorRegistry.aggregate(all as Parameters<typeof AggregatorRegistry.aggregate>[0])
       return { contentType: registry.contentType, body: await registry.metrics() }
     },
@@ -284,7 +284,7 @@ export async function runWorker(config: ResolvedConfig, log: Logger): Promise<vo
       if (message.table !== null) store.swap(message.table)
       gotFirst()
     } else if (message.t === 'metrics') {
-      void metrics.registry.getMetricsAsJSON().then((m) => {
+      void metrics.json().then((m) => {
         // Plain data only: some metric objects carry functions, which IPC cannot clone.
         const reply: ToPrimary = { t: 'metrics', id: message.id, metrics: JSON.parse(JSON.stringify(m)) }
         toPrimary(reply)

@@ -283,9 +283,7 @@ describe('SwitchyardMetrics', () => {
     workers[0]!.observer.request(shop, t, 200, 0.01, {} as IncomingMessage)
     workers[1]!.observer.request(shop, t, 200, 0.3, {} as IncomingMessage)
     workers[1]!.observer.request(shop, t, 200, 0.3, {} as IncomingMessage)
-    const aggregated = AggregatorRegistry.aggregate(
-      await Promise.all(workers.map((w) => w.registry.getMetricsAsJSON())),
-    )
+    const aggregated = AggregatorRegistry.aggregate(await Promise.all(workers.map((w) => w.json())))
     const m = parsePrometheusText(await aggregated.metrics())
     const labels = { service: 'shop', route: '/shop', version: '1.5.0' }
     expect(sampleValue(m, 'switchyard_requests_total', { ...labels, status_class: '2xx' })).toBe(3)
