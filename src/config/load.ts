@@ -24,7 +24,7 @@ export interface ResolvedConfig extends Config {
 }
 
 /** Command-line flags and the config field each one sets. */
-export const CONFIG_FLAGS = {
+const CONFIG_FLAGS = {
   listen: { type: 'string', field: 'proxy.listen' },
   'admin-listen': { type: 'string', field: 'admin.listen' },
   strategy: { type: 'string', field: 'proxy.strategy' },
@@ -39,7 +39,7 @@ export const CONFIG_FLAGS = {
 } as const
 
 /** Environment variables and the config field each one sets. */
-export const CONFIG_ENV: Readonly<Record<string, string>> = {
+const CONFIG_ENV: Readonly<Record<string, string>> = {
   CONSUL_HTTP_ADDR: 'consul.address',
   CONSUL_HTTP_TOKEN: 'consul.token',
   CONSUL_HTTP_TOKEN_FILE: 'consul.tokenFile',

@@ -174,4 +174,3 @@ export const configSchema = z
   })
 
 export type Config = z.output<typeof configSchema>
-export type ConfigInput = z.input<typeof configSchema>

@@ -54,7 +54,7 @@ export interface EventCount {
 }
 
 /** The label set of requests that matched no route: fixed, never the raw path. */
-export const UNROUTED = { service: '', route: '', version: '' } as const
+const UNROUTED = { service: '', route: '', version: '' } as const
 
 export class RequestCounters {
   private readonly series = new Map<string, RequestSeries>()

@@ -45,8 +45,8 @@ export interface BuildConfig {
 }
 
 export interface BuildResult {
+  /** The new table; its `problems` list every problem found building it. */
   readonly table: RouteTable
-  readonly problems: readonly Problem[]
 }
 
 export const EMPTY_TABLE: RouteTable = {
@@ -191,7 +191,7 @@ export function buildRouteTable(
     problems: problems.list,
   }
   routeInputsOf.set(table, inputs)
-  return { table, problems: problems.list }
+  return { table }
 }
 
 function serviceFacts(instances: readonly InstanceSnapshot[], tagPrefix: string): ServiceFacts {
