@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { stringify } from 'yaml'
-import { freePort } from '../test/harness/consul-agent.js'
+import { freePort } from '../src/demo/consul-agent.js'
 import type { BenchConsul } from './consul.js'
 import { Child, nodeTs, ROOT, waitForHttp } from './procs.js'
 

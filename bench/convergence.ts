@@ -13,7 +13,7 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { Pool } from 'undici'
-import type { ConsulApi } from '../test/harness/consul-api.js'
+import type { ConsulApi } from '../src/demo/consul-api.js'
 import { type Distribution, distribution, sleep } from './stats.js'
 
 export interface ConvergenceOptions {
