@@ -121,8 +121,18 @@ export class BlockingQuery<T> {
       if (waitForRate > 0) await this.clock.sleep(waitForRate, signal)
       lastRequestAt = this.clock.now()
       this.s.requests++
+      // A retry while failing may hang in a Consul that is coming back (it
+      // holds reads until it has a leader, in steps of up to half a second):
+      // the recovery group cuts it once another watch gets an answer, and it
+      // is sent again at once.
+      const recovery = this.options.recovery
+      const retry = recovery && this.s.consecutiveErrors > 0 ? new AbortController() : null
+      const released = retry ? recovery?.inFlight(this, () => retry.abort()) : undefined
       try {
-        const res = await this.options.fetch(this.s.index, signal)
+        const res = await this.options.fetch(
+          this.s.index,
+          retry ? AbortSignal.any([signal, retry.signal]) : signal,
+        )
         const digest = createHash('sha256').update(res.body).digest('base64')
         const value = digest === this.lastDigest ? undefined : { parsed: this.options.parse(res.body) }
         this.s.index = res.index < 1 ? 1 : res.index < this.s.index ? 0 : res.index
@@ -144,6 +154,10 @@ export class BlockingQuery<T> {
         if (this.badIndexes > 0) await this.clock.sleep(this.backoff(this.badIndexes), signal)
       } catch (err) {
         if (signal.aborted) return
+        if (retry?.signal.aborted) {
+          await recovery?.spread(signal)
+          continue
+        }
         const error = err instanceof Error ? err : new Error(String(err))
         this.s.errors++
         this.s.consecutiveErrors++
@@ -155,13 +169,14 @@ export class BlockingQuery<T> {
         const retryIn = this.backoff(this.s.consecutiveErrors)
         this.options.onError?.(error, this.s.consecutiveErrors, retryIn)
         this.firstOutcome()
-        const recovery = this.options.recovery
         if (recovery) {
           recovery.failed(this)
           await recovery.backoff(this, retryIn, signal)
         } else {
           await this.clock.sleep(retryIn, signal)
         }
+      } finally {
+        released?.()
       }
     }
   }

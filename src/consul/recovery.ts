@@ -6,7 +6,10 @@
 // followed that much later. The group shortens this in two ways:
 //   - as soon as one watch gets an answer after failing, every watch that is
 //     backing off retries, each after a random delay of up to `spreadMs` so a
-//     thousand watches do not reach Consul in the same millisecond;
+//     thousand watches do not reach Consul in the same millisecond; a retry
+//     still in flight is cut and sent again the same way (a Consul coming back
+//     holds reads until it has a leader, in steps of up to half a second, and
+//     may still be holding one that it would now answer at once);
 //   - while every watch of the group is failing (Consul looks down, not one
 //     watch refused), one of them is woken every `probeIntervalMs`, the one
 //     that has waited longest, so Consul's return is noticed within that time
@@ -44,6 +47,8 @@ export class RecoveryGroup {
   private readonly failing = new Set<Member>()
   /** Watches in their error backoff, longest waiting first (a Set keeps insertion order). */
   private readonly sleepers = new Set<Sleeper>()
+  /** Retries in flight of failing watches, and how to cut each. */
+  private readonly retries = new Map<Member, () => void>()
   private probe: AbortController | null = null
 
   constructor(options: RecoveryOptions) {
@@ -60,6 +65,7 @@ export class RecoveryGroup {
   leave(member: Member): void {
     this.members.delete(member)
     this.failing.delete(member)
+    this.retries.delete(member)
     this.updateProbe()
   }
 
@@ -73,7 +79,24 @@ export class RecoveryGroup {
   answered(member: Member): void {
     if (!this.failing.delete(member)) return
     for (const sleeper of [...this.sleepers]) sleeper.wake(true)
+    for (const [other, cut] of [...this.retries]) if (other !== member) cut()
     this.updateProbe()
+  }
+
+  /**
+   * `member`, failing, sent a request; `cut` aborts it so that it can be sent
+   * again (after `spread()`). Returns what to call once the request ended.
+   */
+  inFlight(member: Member, cut: () => void): () => void {
+    this.retries.set(member, cut)
+    return () => {
+      if (this.retries.get(member) === cut) this.retries.delete(member)
+    }
+  }
+
+  /** The random delay of a woken watch, so that woken watches do not all ask at once. */
+  async spread(signal: AbortSignal): Promise<void> {
+    await this.clock.sleep(Math.round(this.random() * this.options.spreadMs), signal)
   }
 
   /**
@@ -100,7 +123,7 @@ export class RecoveryGroup {
       this.sleepers.delete(sleeper)
       this.updateProbe()
     }
-    if (spread) await this.clock.sleep(Math.round(this.random() * this.options.spreadMs), signal)
+    if (spread) await this.spread(signal)
   }
 
   /** Probing runs only while every member fails and at least one is backing off. */

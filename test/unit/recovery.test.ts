@@ -1,5 +1,6 @@
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import type { Clock } from '../../src/clock.js'
+import { BlockingQuery } from '../../src/consul/blocking-query.js'
 import { RecoveryGroup } from '../../src/consul/recovery.js'
 
 /** Virtual time with real timer order: nothing happens until `advance`. */
@@ -120,5 +121,61 @@ describe('RecoveryGroup', () => {
     group.leave(a)
     await time.advance(1_000)
     expect(sleep.endedAt).toBe(-1)
+  })
+
+  it('cuts a failing watch’s retry still in flight once another watch gets an answer, and sends it again', async () => {
+    // Real time, short: a held read (as Consul holds reads until it has a
+    // leader) would otherwise end only by its own timeout.
+    const group = new RecoveryGroup({ probeIntervalMs: 60_000, spreadMs: 5 })
+    const sent: { index: number; at: number }[] = []
+    let heldUntilAborted = false
+    let answerB!: () => void
+    const bAnswers = new Promise<void>((resolve) => {
+      answerB = resolve
+    })
+    const held = (signal: AbortSignal) =>
+      new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason)))
+    const options = {
+      parse: (body: string) => body,
+      onValue: () => {},
+      minIntervalMs: 0,
+      backoffInitialMs: 1,
+      backoffMaxMs: 1,
+      recovery: group,
+    }
+    const a = new BlockingQuery({
+      ...options,
+      name: 'a',
+      fetch: async (index: number, signal: AbortSignal) => {
+        sent.push({ index, at: Date.now() })
+        if (sent.length === 1) throw new Error('connection refused')
+        if (sent.length === 2) {
+          // Held: answers nothing until aborted.
+          signal.addEventListener('abort', () => {
+            heldUntilAborted = true
+          })
+          await held(signal)
+        }
+        if (sent.length > 3) await held(signal) // a blocking query with nothing new
+        return { index: 5, body: 'a' }
+      },
+    }).start()
+    const b = new BlockingQuery({
+      ...options,
+      name: 'b',
+      fetch: async (index: number, signal: AbortSignal) => {
+        if (sent.length < 2) throw new Error('connection refused')
+        if (index > 0) await held(signal) // a blocking query with nothing new
+        await bAnswers
+        return { index: 7, body: 'b' }
+      },
+    }).start()
+    await vi.waitFor(() => expect(sent.length).toBe(2))
+    answerB()
+    await vi.waitFor(() => expect(a.state.consecutiveErrors).toBe(0), { timeout: 2_000 })
+    expect(heldUntilAborted).toBe(true)
+    // Refused, held and cut, sent again: each a fresh read.
+    expect(sent.slice(0, 3).map((s) => s.index)).toEqual([0, 0, 0])
+    await Promise.all([a.stop(), b.stop()])
   })
 })
