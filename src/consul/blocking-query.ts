@@ -129,28 +129,7 @@ export class BlockingQuery<T> {
       const retry = recovery && this.s.consecutiveErrors > 0 ? new AbortController() : null
       const released = retry ? recovery?.inFlight(this, () => retry.abort()) : undefined
       try {
-        const res = await this.options.fetch(
-          this.s.index,
-          retry ? AbortSignal.any([signal, retry.signal]) : signal,
-        )
-        const digest = createHash('sha256').update(res.body).digest('base64')
-        const value = digest === this.lastDigest ? undefined : { parsed: this.options.parse(res.body) }
-        this.s.index = res.index < 1 ? 1 : res.index < this.s.index ? 0 : res.index
-        if (this.s.consecutiveErrors > 0) {
-          this.options.onRecover?.(this.clock.now() - this.s.failingSince)
-          this.options.recovery?.answered(this)
-        }
-        this.s.consecutiveErrors = 0
-        this.s.failingSince = 0
-        this.s.lastError = null
-        this.s.lastSuccessAt = this.clock.now()
-        if (value !== undefined) {
-          this.lastDigest = digest
-          this.options.onValue(value.parsed)
-          this.firstValue()
-        }
-        this.firstOutcome()
-        this.badIndexes = res.index < 1 ? this.badIndexes + 1 : 0
+        await this.read(retry ? AbortSignal.any([signal, retry.signal]) : signal)
         if (this.badIndexes > 0) await this.clock.sleep(this.backoff(this.badIndexes), signal)
       } catch (err) {
         if (signal.aborted) return
@@ -179,6 +158,35 @@ export class BlockingQuery<T> {
         released?.()
       }
     }
+  }
+
+  /**
+   * One request and what follows from its answer. A function of its own so
+   * that the answer's body is dropped when it returns: the loop's frame stays
+   * suspended for the whole next blocking query (minutes), and V8 keeps a
+   * suspended frame's old values, so a body read there would stay in memory
+   * (1,000 watches: about 17 MB of Consul JSON, measured).
+   */
+  private async read(signal: AbortSignal): Promise<void> {
+    const res = await this.options.fetch(this.s.index, signal)
+    const digest = createHash('sha256').update(res.body).digest('base64')
+    const value = digest === this.lastDigest ? undefined : { parsed: this.options.parse(res.body) }
+    this.s.index = res.index < 1 ? 1 : res.index < this.s.index ? 0 : res.index
+    if (this.s.consecutiveErrors > 0) {
+      this.options.onRecover?.(this.clock.now() - this.s.failingSince)
+      this.options.recovery?.answered(this)
+    }
+    this.s.consecutiveErrors = 0
+    this.s.failingSince = 0
+    this.s.lastError = null
+    this.s.lastSuccessAt = this.clock.now()
+    if (value !== undefined) {
+      this.lastDigest = digest
+      this.options.onValue(value.parsed)
+      this.firstValue()
+    }
+    this.firstOutcome()
+    this.badIndexes = res.index < 1 ? this.badIndexes + 1 : 0
   }
 
   /** Exponential with "equal jitter": half fixed, half random, capped. */
