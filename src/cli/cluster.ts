@@ -1,7 +1,8 @@
 // `switchyard serve` on several cores. The primary process is the control
 // plane: it alone watches Consul, builds each table once and hands it to every
-// worker (structured clone over IPC), so Consul's load does not grow with the
-// number of workers. It also runs the admin listener, and its /metrics adds
+// worker (structured clone over IPC: the current table whole when a worker
+// starts, then each change as a delta from the table before, table/delta.ts),
+// so Consul's load does not grow with the number of workers. It also runs the admin listener, and its /metrics adds
 // the workers' request counts to its own table and watch metrics. Workers are
 // data planes: a proxy listener on the shared port (node:cluster distributes
 // connections), their own pools, picker state and passive health.
@@ -18,6 +19,7 @@ import { accessLogObserver } from '../metrics/access-log.js'
 import { SwitchyardMetrics } from '../metrics/metrics.js'
 import { combineObservers } from '../metrics/observers.js'
 import type { RouteTable } from '../routing/types.js'
+import { applyTableDelta, encodeTableDelta, type TableDelta } from '../table/delta.js'
 import { TableStore } from '../table/store.js'
 import type { SyncStatus } from '../table/sync.js'
 import { createControlPlane, createDataPlane, listen } from './serve.js'
@@ -28,6 +30,8 @@ type Metrics = MetricObjectWithValues<MetricValue<string>>[]
 type ToWorker =
   /** The table to use; `null` in answer to `hello` while the primary has none yet. */
   | { readonly t: 'table'; readonly table: RouteTable | null }
+  /** Every later table, as the change from the one before (the size of the change, not of the table). */
+  | { readonly t: 'delta'; readonly delta: TableDelta }
   | { readonly t: 'metrics'; readonly id: number }
   | { readonly t: 'stop' }
 
@@ -140,8 +144,10 @@ export async function startPrimary(
     return worker
   }
 
-  store.onSwap((table) => {
-    for (const worker of fed) send(worker, { t: 'table', table })
+  store.onSwap((table, previous) => {
+    if (fed.size === 0) return
+    const delta = encodeTableDelta(previous, table)
+    for (const worker of fed) send(worker, { t: 'delta', delta })
   })
 
   // Counters of workers that exited, as last scraped, so that a replaced
@@ -283,6 +289,18 @@ export async function runWorker(config: ResolvedConfig, log: Logger): Promise<vo
     if (message.t === 'table') {
       if (message.table !== null) store.swap(message.table)
       gotFirst()
+    } else if (message.t === 'delta') {
+      let next: RouteTable
+      try {
+        next = applyTableDelta(store.current, message.delta)
+      } catch (err) {
+        // Not the table it was made from (cannot happen over one ordered
+        // channel, but if it did): ask for the whole current table again.
+        log.warn({ err: (err as Error).message }, 'table delta did not apply; asking for the whole table')
+        toPrimary({ t: 'hello' })
+        return
+      }
+      store.swap(next)
     } else if (message.t === 'metrics') {
       void metrics.json().then((m) => {
         // Plain data only: some metric objects carry functions, which IPC cannot clone.

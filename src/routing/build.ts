@@ -590,7 +590,10 @@ export function routeId(spec: Pick<RouteSpec, 'host' | 'path' | 'rawPrefix'>): s
   return `${spec.host}${spec.path}${spec.rawPrefix ? '*' : ''}`
 }
 
-function indexRoutes(routes: readonly Route[]): Pick<RouteTable, 'exactHosts' | 'globHosts' | 'anyHost'> {
+/** The lookup index over `routes` (also rebuilt by workers from table deltas, table/delta.ts). */
+export function indexRoutes(
+  routes: readonly Route[],
+): Pick<RouteTable, 'exactHosts' | 'globHosts' | 'anyHost'> {
   const byHost = groupBy(routes, (r) => r.host)
   const exactHosts = new Map<string, HostRoutes>()
   const globHosts: { suffix: string; routes: HostRoutes }[] = []
