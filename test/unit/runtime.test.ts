@@ -20,3 +20,15 @@ describe('runtime', () => {
     expect(process.versions.node.split('.')[0]).toBe(pinned?.[1])
   })
 })
+
+describe('node flags', () => {
+  it('are the same in the image and in npm start', () => {
+    const dockerfile = readFileSync(new URL('../../Dockerfile', import.meta.url), 'utf8')
+    const line = dockerfile.split('\n').find((l) => l.startsWith('ENTRYPOINT ')) ?? ''
+    const entrypoint = JSON.parse(line.slice('ENTRYPOINT '.length)) as string[]
+    const imageFlags = entrypoint.slice(1, entrypoint.indexOf('dist/cli/main.js'))
+    expect(imageFlags).toContain('--max-semi-space-size=2')
+    const start = (pkg as unknown as { scripts: { start: string } }).scripts.start
+    expect(start).toBe(`node ${imageFlags.join(' ')} dist/cli/main.js serve`)
+  })
+})
