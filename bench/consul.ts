@@ -1,7 +1,8 @@
 // The benchmark's own Consul dev agents (ACLs on, default deny), started with
-// the test harness's ConsulAgent: Switchyard reads with the read-only proxy
-// token, Fabio with a token of its own that reads the catalog and its KV path,
-// and the benchmark writes with the management token.
+// the dev tooling's ConsulAgent (src/demo, shared with the demo and the
+// tests): Switchyard reads with the read-only proxy token, Fabio with a token
+// of its own that reads the catalog and its KV path, and the benchmark writes
+// with the management token.
 
 import { ConsulAgent, type ConsulInfo, findConsulBinary } from '../dev/consul/agent.js'
 import { ConsulApi } from '../dev/consul/api.js'

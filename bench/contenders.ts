@@ -76,6 +76,7 @@ export interface SwitchyardProcessOptions {
   /** Extra `switchyard serve` arguments, e.g. `--workers 2` (the default here is one process). */
   readonly args?: readonly string[]
   /** Extra Node arguments, e.g. `--cpu-prof`. */
+  /** Node flags; default SHIPPED_NODE_FLAGS. */
   readonly nodeArgs?: readonly string[]
   /** The compiled tree to run (default: this checkout's dist/), e.g. another build to compare with. */
   readonly dist?: string
@@ -89,6 +90,21 @@ export interface SwitchyardProcess {
 }
 
 /** Starts `node dist/cli/main.js serve` (what operators run) and waits until its listeners are up. */
+/**
+ * The Node flags Switchyard ships with: those of the image's ENTRYPOINT,
+ * between `node` and the script (the Dockerfile is the one place they are
+ * written), so the benchmarks measure what runs in production.
+ */
+export const SHIPPED_NODE_FLAGS: readonly string[] = (() => {
+  const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8')
+  const line = dockerfile.split('\n').find((l) => l.startsWith('ENTRYPOINT '))
+  const words = line ? (JSON.parse(line.slice('ENTRYPOINT '.length)) as string[]) : []
+  return words.slice(
+    1,
+    words.findIndex((w) => w.endsWith('.js')),
+  )
+})()
+
 export async function startSwitchyardProcess(options: SwitchyardProcessOptions): Promise<SwitchyardProcess> {
   const main = join(options.dist ?? join(ROOT, 'dist'), 'cli/main.js')
   if (!existsSync(main)) throw new Error(`${main} is missing: run npm run build`)
@@ -116,7 +132,14 @@ export async function startSwitchyardProcess(options: SwitchyardProcessOptions):
   const child = new Child(
     options.name,
     process.execPath,
-    [...(options.nodeArgs ?? []), main, 'serve', '--config', configFile, ...(options.args ?? [])],
+    [
+      ...(options.nodeArgs ?? SHIPPED_NODE_FLAGS),
+      main,
+      'serve',
+      '--config',
+      configFile,
+      ...(options.args ?? []),
+    ],
     { env, onLine: options.onLine, openFiles: PROXY_OPEN_FILES },
   )
   const adminUrl = `http://127.0.0.1:${adminPort}`

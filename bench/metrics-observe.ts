@@ -24,7 +24,6 @@ import { Balancer } from '../src/proxy/pickers.js'
 import { Sweeper } from '../src/proxy/sweeper.js'
 import { Upstreams } from '../src/proxy/upstreams.js'
 import { buildRouteTable } from '../src/routing/build.js'
-import { diffTables } from '../src/routing/canonical.js'
 import type { Backend, InstanceSnapshot, Route, RouteTable } from '../src/routing/types.js'
 import { TableStore } from '../src/table/store.js'
 
@@ -229,7 +228,7 @@ async function macro(
       },
       sweeper,
     )
-    store.swap(t, diffTables(store.current, t), Date.now())
+    store.swap(t)
     const { server, drain } = createProxyListener({
       store,
       balancer: new Balancer('round-robin'),

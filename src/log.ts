@@ -5,7 +5,7 @@ import { type Logger, type LoggerOptions, pino } from 'pino'
 
 export type { Logger }
 
-export const REDACT_PATHS = [
+const REDACT_PATHS = [
   'token',
   '*.token',
   'consul.token',

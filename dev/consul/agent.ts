@@ -1,7 +1,8 @@
-// A real `consul agent -dev` for the demo, the tests and the benchmarks: free
-// loopback ports, ACLs on with default deny, a management token for setting
-// things up and a read-only token (config/acl/switchyard-proxy.hcl) for the
-// proxy. Development tooling (dev/ is never compiled into dist/ nor shipped):
+// A real `consul agent -dev` (or a one-node server with a data folder) for the
+// demo, the tests and the benchmarks: free loopback ports, ACLs on with default
+// deny, a management token for setting things up and a read-only token
+// (config/acl/switchyard-proxy.hcl) for the proxy. Development tooling (dev/ is
+// never compiled into dist/ nor shipped):
 // `switchyard serve` never uses it.
 
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
@@ -70,11 +71,18 @@ export class ConsulAgent {
     null
   private child: ChildProcess | null = null
   private readonly tls: AgentTls | null
+  private readonly server: boolean
+  private tokensCreated = false
 
-  /** `tls`: also serve HTTPS with this certificate (see `httpsAddress`). */
-  constructor(binary: string, options: { tls?: AgentTls } = {}) {
+  /**
+   * `tls`: also serve HTTPS with this certificate (see `httpsAddress`).
+   * `server`: a single-node server with a data folder instead of `-dev`, so a
+   * restart keeps its catalog, KV, tokens and index, as a production server does.
+   */
+  constructor(binary: string, options: { tls?: AgentTls; server?: boolean } = {}) {
     this.binary = binary
     this.tls = options.tls ?? null
+    this.server = options.server ?? false
   }
 
   /** `https://127.0.0.1:port`, when started with TLS. */
@@ -128,6 +136,15 @@ export class ConsulAgent {
             server: this.ports.server,
           },
           limits: { http_max_conns_per_client: 8192 },
+          ...(this.server
+            ? {
+                server: true,
+                bootstrap_expect: 1,
+                data_dir: join(this.dir, 'data'),
+                // Raft's fastest timings: a single local server elects itself in about a second.
+                performance: { raft_multiplier: 1 },
+              }
+            : {}),
           ...(this.tls
             ? {
                 tls: {
@@ -150,7 +167,8 @@ export class ConsulAgent {
       )
     }
     const log = createWriteStream(join(this.dir, 'consul.log'), { flags: 'a' })
-    const child = spawn(this.binary, ['agent', '-dev', '-config-file', join(this.dir, 'agent.json')], {
+    const mode = this.server ? [] : ['-dev']
+    const child = spawn(this.binary, ['agent', ...mode, '-config-file', join(this.dir, 'agent.json')], {
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     child.stdout?.pipe(log)
@@ -165,7 +183,9 @@ export class ConsulAgent {
     })
     await Promise.race([this.waitUntilUsable(), exited])
     exited.catch(() => {})
-    await this.createProxyToken()
+    // A dev agent restarts empty; a server keeps the token it made before.
+    if (!this.server || !this.tokensCreated) await this.createProxyToken()
+    this.tokensCreated = true
   }
 
   async stop(): Promise<void> {

@@ -1,7 +1,8 @@
 // `switchyard serve` on several cores. The primary process is the control
 // plane: it alone watches Consul, builds each table once and hands it to every
-// worker (structured clone over IPC), so Consul's load does not grow with the
-// number of workers. It also runs the admin listener, and its /metrics adds
+// worker (structured clone over IPC: the current table whole when a worker
+// starts, then each change as a delta from the table before, table/delta.ts),
+// so Consul's load does not grow with the number of workers. It also runs the admin listener, and its /metrics adds
 // the workers' request counts to its own table and watch metrics. Workers are
 // data planes, each with its own listening socket on the proxy address
 // (SO_REUSEPORT: the kernel spreads new connections over them), their own
@@ -22,6 +23,7 @@ import { accessLogObserver } from '../metrics/access-log.js'
 import { SwitchyardMetrics } from '../metrics/metrics.js'
 import { combineObservers } from '../metrics/observers.js'
 import type { RouteTable } from '../routing/types.js'
+import { applyTableDelta, encodeTableDelta, type TableDelta } from '../table/delta.js'
 import { TableStore } from '../table/store.js'
 import type { SyncStatus } from '../table/sync.js'
 import type { CertificateEntry } from '../tls/certificates.js'
@@ -35,6 +37,8 @@ type Metrics = MetricObjectWithValues<MetricValue<string>>[]
 type ToWorker =
   /** The table to use; `null` in answer to `hello` while the primary has none yet. */
   | { readonly t: 'table'; readonly table: RouteTable | null }
+  /** Every later table, as the change from the one before (the size of the change, not of the table). */
+  | { readonly t: 'delta'; readonly delta: TableDelta }
   | { readonly t: 'metrics'; readonly id: number }
   /**
    * Every TLS certificate entry (chain and key) the primary read, and the
@@ -54,8 +58,6 @@ type ToPrimary =
   | { readonly t: 'listening'; readonly url: string }
   | { readonly t: 'cannot-listen'; readonly message: string }
   | { readonly t: 'metrics'; readonly id: number; readonly metrics: Metrics }
-
-const NO_DIFF = { added: [], removed: [] }
 
 /** Environment variable through which a worker receives the primary's resolved config. */
 export const WORKER_CONFIG_ENV = 'SWITCHYARD_WORKER_CONFIG'
@@ -171,8 +173,10 @@ export async function startPrimary(
     return worker
   }
 
-  store.onSwap((table) => {
-    for (const worker of fed) send(worker, { t: 'table', table })
+  store.onSwap((table, previous) => {
+    if (fed.size === 0) return
+    const delta = encodeTableDelta(previous, table)
+    for (const worker of fed) send(worker, { t: 'delta', delta })
   })
   // Plain data: each worker builds its own TLS contexts from the same entries.
   const certificatesMessage = (): ToWorker => ({
@@ -237,7 +241,7 @@ export async function startPrimary(
       // The primary first: its table and watch gauges win ('first'), request counts add up.
       const live = await workerMetrics()
       await retiring
-      const all = [await metrics.registry.getMetricsAsJSON(), retired, ...live]
+      const all = [await metrics.json(), retired, ...live]
       const registry = AggregatorRegistry.aggregate(all as Parameters<typeof AggregatorRegistry.aggregate>[0])
       return { contentType: registry.contentType, body: await registry.metrics() }
     },
@@ -340,10 +344,22 @@ export async function runWorker(config: ResolvedConfig, log: Logger): Promise<vo
   }
   process.on('message', (message: ToWorker) => {
     if (message.t === 'table') {
-      if (message.table !== null) store.swap(message.table, NO_DIFF, Date.now())
+      if (message.table !== null) store.swap(message.table)
       gotFirst()
+    } else if (message.t === 'delta') {
+      let next: RouteTable
+      try {
+        next = applyTableDelta(store.current, message.delta)
+      } catch (err) {
+        // Not the table it was made from (cannot happen over one ordered
+        // channel, but if it did): ask for the whole current table again.
+        log.warn({ err: (err as Error).message }, 'table delta did not apply; asking for the whole table')
+        toPrimary({ t: 'hello' })
+        return
+      }
+      store.swap(next)
     } else if (message.t === 'metrics') {
-      void metrics.registry.getMetricsAsJSON().then((m) => {
+      void metrics.json().then((m) => {
         // Plain data only: some metric objects carry functions, which IPC cannot clone.
         const reply: ToPrimary = { t: 'metrics', id: message.id, metrics: JSON.parse(JSON.stringify(m)) }
         toPrimary(reply)

@@ -39,7 +39,7 @@ export const CONFIG_FLAGS = {
 } as const
 
 /** Environment variables and the config field each one sets. */
-export const CONFIG_ENV: Readonly<Record<string, string>> = {
+const CONFIG_ENV: Readonly<Record<string, string>> = {
   CONSUL_HTTP_ADDR: 'consul.address',
   CONSUL_HTTP_TOKEN: 'consul.token',
   CONSUL_HTTP_TOKEN_FILE: 'consul.tokenFile',

@@ -346,5 +346,3 @@ export function proxyListeners(config: Pick<Config, 'proxy'>): ListenerConfig[] 
   const listeners = config.proxy.listeners
   return listeners.length > 0 ? listeners : [{ address: config.proxy.listen, protocol: 'http' }]
 }
-
-export type ConfigInput = z.input<typeof configSchema>

@@ -81,19 +81,6 @@ export class ConsulClient {
     return this.send('PUT', path, query, body, options)
   }
 
-  /** GET that must answer 200 (or one of `accept`); other statuses throw ConsulHttpError. */
-  async getOk(
-    path: string,
-    query: Query,
-    timeoutMs = 10_000,
-    accept: readonly number[] = [],
-  ): Promise<ConsulResponse> {
-    const res = await this.get(path, query, { timeoutMs })
-    if (res.status !== 200 && !accept.includes(res.status))
-      throw new ConsulHttpError(path, res.status, res.body)
-    return res
-  }
-
   async close(): Promise<void> {
     await this.pool.destroy()
   }

@@ -1,17 +1,20 @@
 // The watches Switchyard keeps on Consul, all through one BlockingQuery loop:
 //   - the service list (which services carry a route tag),
 //   - one health watch per routed service (wakes only when that service changes),
-//   - the target-state prefix in KV (recursive), and the certificate prefix
-//     when a TLS listener needs it (src/tls/sources.ts), through KvPrefixWatcher.
-// Watchers only signal: they hand normalised snapshots to a callback and know
-// nothing of routes or tables.
+//   - the target-state prefix in KV (recursive), Fabio's route overrides, and
+//     the certificate prefix when a TLS listener needs it (src/tls/sources.ts),
+//     all through KvPrefixWatcher.
+// Watchers only signal: `onChange()` says that something changed, and the
+// caller reads the normalised state (`snapshot()`, `current()`) when it is
+// ready to build; they know nothing of routes or tables.
 
 import type { Clock } from '../clock.js'
 import { ConsulPermissionError, ConsulResponseError } from '../errors.js'
-import type { CatalogSnapshot, InstanceSnapshot, TargetEntry } from '../routing/types.js'
+import type { CatalogSnapshot, InstanceSnapshot } from '../routing/types.js'
 import { BlockingQuery, type BlockingQueryState } from './blocking-query.js'
 import { assertPrefixReadable, type ConsulClient, type ConsulResponse, readBody } from './client.js'
 import { parseHealthService, parseKvList, parseServiceList, routedServices } from './normalize.js'
+import type { RecoveryGroup } from './recovery.js'
 
 export interface WatchSettings {
   readonly waitMs: number
@@ -21,6 +24,8 @@ export interface WatchSettings {
   readonly minIntervalMs: number
   readonly backoffInitialMs: number
   readonly backoffMaxMs: number
+  /** Shared by every watch of one Switchyard, so they recover from an outage together. */
+  readonly recovery?: RecoveryGroup
   readonly clock?: Clock
 }
 
@@ -83,6 +88,7 @@ function loop<T>(
     minIntervalMs: settings.minIntervalMs,
     backoffInitialMs: settings.backoffInitialMs,
     backoffMaxMs: settings.backoffMaxMs,
+    recovery: settings.recovery,
     clock: settings.clock,
   })
 }
@@ -92,7 +98,7 @@ export class CatalogWatcher {
   private readonly settings: WatchSettings
   private readonly tagPrefix: string
   private readonly listener: WatchListener
-  private readonly onChange: (snapshot: CatalogSnapshot) => void
+  private readonly onChange: () => void
   private readonly services: BlockingQuery<Map<string, string[]>>
   private readonly health = new Map<string, BlockingQuery<InstanceSnapshot[]>>()
   private readonly instances = new Map<string, readonly InstanceSnapshot[]>()
@@ -109,7 +115,7 @@ export class CatalogWatcher {
     settings: WatchSettings,
     tagPrefix: string,
     listener: WatchListener,
-    onChange: (snapshot: CatalogSnapshot) => void,
+    onChange: () => void,
   ) {
     this.client = client
     this.settings = settings
@@ -185,7 +191,7 @@ export class CatalogWatcher {
       if (!this.health.has(name)) this.health.set(name, this.watchHealth(name).start())
     }
     this.firstList()
-    if (removed) this.onChange(this.snapshot())
+    if (removed) this.onChange()
   }
 
   private watchHealth(service: string): BlockingQuery<InstanceSnapshot[]> {
@@ -207,7 +213,7 @@ export class CatalogWatcher {
       (instances) => {
         if (!this.health.has(service)) return
         this.instances.set(service, instances)
-        this.onChange(this.snapshot())
+        this.onChange()
       },
     )
   }
@@ -239,7 +245,7 @@ export class KvPrefixWatcher {
     settings: WatchSettings,
     prefix: string,
     listener: WatchListener,
-    onChange: (entries: readonly KvPair[]) => void,
+    onChange: () => void,
     /** `name`: the watch's name in logs, metrics and /api/watches. */
     options: { readonly name: string; readonly exact?: boolean },
   ) {
@@ -276,7 +282,7 @@ export class KvPrefixWatcher {
       parseKvList,
       (entries) => {
         this.entries = entries
-        onChange(entries)
+        onChange()
       },
     )
   }
@@ -316,7 +322,7 @@ export class TargetWatcher extends KvPrefixWatcher {
     settings: WatchSettings,
     prefix: string,
     listener: WatchListener,
-    onChange: (entries: readonly TargetEntry[]) => void,
+    onChange: () => void,
   ) {
     super(client, settings, prefix, listener, onChange, { name: 'targets' })
   }

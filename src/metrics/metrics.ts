@@ -7,12 +7,27 @@
 //     deletes the series of whatever vanished;
 //   - per scrape: watch state and problems are read from TableSync.status().
 //
-// Several worker processes can later share one scrape through prom-client's
-// AggregatorRegistry: every metric here reports through get(), per-request
-// counters sum across workers, and gauges that describe the one shared table
-// use the `first` aggregator instead of adding up copies.
+// Several worker processes share one scrape through prom-client's
+// AggregatorRegistry: `json()` gives every metric in the form it aggregates,
+// per-request counters sum across workers, and gauges that describe the one
+// shared table use the `first` aggregator instead of adding up copies.
+//
+// The request duration histogram is not a prom-client Histogram: its buckets
+// are RequestCounters cells, and prom-client has no public way to set a
+// histogram's counts. It is written as the metric JSON that
+// getMetricsAsJSON() produces (for aggregate(), with several workers) and as
+// Prometheus text (for one process), next to the registry's own.
 
-import { Counter, collectDefaultMetrics, Gauge, Histogram, type MetricType, Registry } from 'prom-client'
+import {
+  Counter,
+  collectDefaultMetrics,
+  Gauge,
+  Histogram,
+  type MetricObjectWithValues,
+  type MetricType,
+  type MetricValue,
+  Registry,
+} from 'prom-client'
 import type { ProxyObserver } from '../proxy/observer.js'
 import type { RouteTable } from '../routing/types.js'
 import type { TableStore } from '../table/store.js'
@@ -21,7 +36,6 @@ import type { CertificateReport } from '../tls/store.js'
 import {
   ALWAYS_REPORTED_CLASSES,
   DURATION_BUCKETS,
-  type DurationSeries,
   type EventCount,
   RequestCounters,
   STATUS_CLASSES,
@@ -36,6 +50,15 @@ export interface MetricsOptions {
   /** The TLS certificates served (and set aside), where this process holds them. */
   readonly certificates?: () => CertificateReport
 }
+
+export type MetricJson = MetricObjectWithValues<MetricValue<string> & { metricName?: string }>
+
+/** The request duration histogram, written from RequestCounters cells (see durationHistogram). */
+export const REQUEST_DURATION = {
+  name: 'switchyard_request_duration_seconds',
+  help: 'Time from the request arriving to the response ending, by service and route.',
+  labelNames: ['service', 'route'],
+} as const
 
 const TABLE_BUILD_BUCKETS = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1]
 
@@ -74,18 +97,6 @@ export class SwitchyardMetrics {
         }
       },
     })
-    registry.registerMetric(
-      new CellHistogram(
-        {
-          name: 'switchyard_request_duration_seconds',
-          help: 'Time from the request arriving to the response ending, by service and route.',
-          labelNames: ['service', 'route'],
-          buckets: [...DURATION_BUCKETS],
-          registers: [],
-        },
-        () => counters.durationSeries(),
-      ),
-    )
     new Counter({
       name: 'switchyard_upstream_errors_total',
       help: 'Failed exchanges with an instance, by service and reason (connect, timeout, reset, busy: no free connection).',
@@ -261,9 +272,43 @@ export class SwitchyardMetrics {
     this.tableBuild.observe({ changed: String(changed) }, durationMs / 1000)
   }
 
+  /** Every metric as prom-client's metric JSON, the form AggregatorRegistry.aggregate() adds up. */
+  async json(): Promise<MetricJson[]> {
+    const [first, ...rest] = await this.registry.getMetricsAsJSON()
+    // Second, where it was registered before the cells: right after the request counts.
+    return first === undefined ? [this.durationHistogram()] : [first, this.durationHistogram(), ...rest]
+  }
+
   /** Prometheus text exposition of every metric. */
   async text(): Promise<{ contentType: string; body: string }> {
-    return { contentType: this.registry.contentType, body: await this.registry.metrics() }
+    const body = `${await this.registry.metrics()}\n${exposition(this.durationHistogram())}`
+    return { contentType: this.registry.contentType, body }
+  }
+
+  /** switchyard_request_duration_seconds from the RequestCounters cells. */
+  private durationHistogram(): MetricJson {
+    const { name, help } = REQUEST_DURATION
+    const values: MetricJson['values'] = []
+    for (const d of this.counters.durationSeries()) {
+      const labels = { service: d.service, route: d.route }
+      let cumulative = 0
+      DURATION_BUCKETS.forEach((le, i) => {
+        cumulative += d.buckets[i] ?? 0
+        values.push({ value: cumulative, labels: { ...labels, le }, metricName: `${name}_bucket` })
+      })
+      values.push({ value: d.count, labels: { ...labels, le: '+Inf' }, metricName: `${name}_bucket` })
+      values.push({ value: d.sum, labels, metricName: `${name}_sum` })
+      values.push({ value: d.count, labels, metricName: `${name}_count` })
+    }
+    return {
+      name,
+      help,
+      // prom-client's typings declare MetricType as a numeric enum; its JSON carries the type's name.
+      type: 'histogram' as unknown as MetricType,
+      aggregator: 'sum',
+      collect: () => {},
+      values,
+    }
   }
 
   private onSwap(table: RouteTable, swapped: boolean): void {
@@ -296,61 +341,29 @@ export class SwitchyardMetrics {
   }
 }
 
-type DurationLabel = 'service' | 'route' | 'le'
-
-/**
- * A histogram whose buckets live in RequestCounters cells: prom-client's own
- * per-observation bookkeeping is bypassed, and get() reports the cells in the
- * same shape a prom-client Histogram reports (so registries and the cluster
- * aggregator treat it as one).
- */
-class CellHistogram extends Histogram<DurationLabel> {
-  private readonly source: () => Iterable<DurationSeries>
-  private readonly meta: { name: string; help: string }
-
-  constructor(
-    config: ConstructorParameters<typeof Histogram<DurationLabel>>[0],
-    source: () => Iterable<DurationSeries>,
-  ) {
-    super(config)
-    this.source = source
-    this.meta = { name: config.name, help: config.help }
+/** One metric in the Prometheus text format (version 0.0.4), ending with a newline. */
+function exposition(metric: MetricJson): string {
+  const lines = [`# HELP ${metric.name} ${escapeHelp(metric.help)}`, `# TYPE ${metric.name} ${metric.type}`]
+  for (const v of metric.values) {
+    const labels = Object.entries(v.labels)
+      .map(([k, value]) => `${k}="${escapeLabel(String(value))}"`)
+      .join(',')
+    lines.push(`${v.metricName ?? metric.name}${labels === '' ? '' : `{${labels}}`} ${formatValue(v.value)}`)
   }
+  return `${lines.join('\n')}\n`
+}
 
-  override async get() {
-    return this.snapshot()
-  }
+function escapeHelp(text: string): string {
+  return text.replaceAll('\\', '\\\\').replaceAll('\n', '\\n')
+}
 
-  /** The registry prefers this over get() when formatting text. */
-  async getForPromString() {
-    return this.snapshot()
-  }
+function escapeLabel(text: string): string {
+  return text.replaceAll('\\', '\\\\').replaceAll('"', '\\"').replaceAll('\n', '\\n')
+}
 
-  private snapshot() {
-    const name = this.meta.name
-    const values: {
-      value: number
-      labels: Partial<Record<DurationLabel, string | number>>
-      metricName: string
-    }[] = []
-    for (const d of this.source()) {
-      const labels = { service: d.service, route: d.route }
-      let cumulative = 0
-      DURATION_BUCKETS.forEach((le, i) => {
-        cumulative += d.buckets[i] ?? 0
-        values.push({ value: cumulative, labels: { ...labels, le }, metricName: `${name}_bucket` })
-      })
-      values.push({ value: d.count, labels: { ...labels, le: '+Inf' }, metricName: `${name}_bucket` })
-      values.push({ value: d.sum, labels, metricName: `${name}_sum` })
-      values.push({ value: d.count, labels, metricName: `${name}_count` })
-    }
-    return {
-      name,
-      help: this.meta.help,
-      type: 'histogram' as unknown as MetricType,
-      aggregator: 'sum' as const,
-      collect: () => {},
-      values,
-    }
-  }
+function formatValue(value: number): string {
+  if (Number.isNaN(value)) return 'NaN'
+  if (value === Number.POSITIVE_INFINITY) return '+Inf'
+  if (value === Number.NEGATIVE_INFINITY) return '-Inf'
+  return String(value)
 }

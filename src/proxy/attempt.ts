@@ -13,6 +13,7 @@ import type { Backend, Route } from '../routing/types.js'
 import type { TableStore } from '../table/store.js'
 import type { BasicAuth } from './auth.js'
 import type { TrustedProxies } from './client-address.js'
+import { upstreamRequestChannel } from './diagnostics.js'
 import type { BodySink, Downstream } from './exchange.js'
 import { clientResponseFields, relayedTrailers } from './headers.js'
 import type { PassiveHealth } from './health.js'
@@ -125,6 +126,8 @@ class Attempt implements UpstreamHandler, BodySink {
 
   start(backend: Backend): void {
     this.backend = backend
+    if (upstreamRequestChannel.hasSubscribers)
+      upstreamRequestChannel.publish({ attempt: this, origin: backend.origin })
     this.deps.balancer.begin(backend)
     // gRPC streams both ways: a client may wait for answers before it sends
     // more, so its body is never held back to fill the request buffer.

@@ -4,7 +4,7 @@
 // against was precomputed when the table was built.
 
 import { BlockList } from 'node:net'
-import type { ErrorCode } from '../errors.js'
+import { type ErrorCode, type HttpErrorCode, httpStatus } from '../errors.js'
 import { lookupRoute } from '../routing/lookup.js'
 import { normalizePath, splitRequestTarget } from '../routing/path.js'
 import { redirectLocation } from '../routing/redirect.js'
@@ -120,7 +120,6 @@ export function createResolver(deps: ResolverDeps): (head: RequestHead) => Resol
     if (table.generation === 0) {
       return reply(
         null,
-        503,
         'SWY_ERR_NO_HEALTHY_INSTANCE',
         'no routing table yet: Switchyard is still reading Consul',
       )
@@ -133,13 +132,13 @@ export function createResolver(deps: ResolverDeps): (head: RequestHead) => Resol
     // A port in a route's host is the port of the listener the request came in on.
     const route = lookupRoute(table, host, path, head.client.localPort)
     if (route === null) {
-      const answer = reply(null, 404, 'SWY_ERR_NO_ROUTE', `no route for ${host}${path}`)
+      const answer = reply(null, 'SWY_ERR_NO_ROUTE', `no route for ${host}${path}`)
       return table.noRouteHtml === null ? answer : { ...answer, html: table.noRouteHtml }
     }
     if (route.access.length > 0) {
       const ip = client.client
       if (!allowed(route, ip))
-        return reply(route, 403, 'SWY_ERR_ACCESS_DENIED', `${ip} may not use route ${route.id}`)
+        return reply(route, 'SWY_ERR_ACCESS_DENIED', `${ip} may not use route ${route.id}`)
     }
     if (route.auth.length > 0) {
       const outcome = deps.auth?.check(route.auth, head.authorization || undefined) ?? {
@@ -148,8 +147,8 @@ export function createResolver(deps: ResolverDeps): (head: RequestHead) => Resol
         message: `auth=${route.auth.join(', ')} names no proxy.auth scheme`,
       }
       if (!outcome.ok) {
-        if (outcome.status === 503) return reply(route, 503, 'SWY_ERR_AUTH_SCHEME', outcome.message)
-        const answer = reply(route, 401, 'SWY_ERR_AUTH_REQUIRED', `${outcome.message} for route ${route.id}`)
+        if (outcome.status === 503) return reply(route, 'SWY_ERR_AUTH_SCHEME', outcome.message)
+        const answer = reply(route, 'SWY_ERR_AUTH_REQUIRED', `${outcome.message} for route ${route.id}`)
         return { ...answer, headers: ['www-authenticate', outcome.challenge] }
       }
     }
@@ -161,7 +160,6 @@ export function createResolver(deps: ResolverDeps): (head: RequestHead) => Resol
       const services = route.services.join(', ')
       return reply(
         route,
-        503,
         'SWY_ERR_NO_HEALTHY_INSTANCE',
         `no healthy instance for route ${route.id} (service ${services})`,
       )
@@ -175,12 +173,13 @@ export function createResolver(deps: ResolverDeps): (head: RequestHead) => Resol
   }
 }
 
-function reply(route: Route | null, status: number, code: ErrorCode, message: string): Resolution {
-  return { kind: 'reply', route, status, code, message, reject: null }
+function reply(route: Route | null, code: HttpErrorCode, message: string): Resolution {
+  return { kind: 'reply', route, status: httpStatus(code), code, message, reject: null }
 }
 
 function refuse(reason: RejectReason, message: string): Resolution {
-  return { kind: 'reply', route: null, status: 400, code: 'SWY_ERR_BAD_REQUEST', message, reject: reason }
+  const code = 'SWY_ERR_BAD_REQUEST'
+  return { kind: 'reply', route: null, status: httpStatus(code), code, message, reject: reason }
 }
 
 function toBlockList(cidrs: AccessRules['allow']): BlockList | null {

@@ -27,7 +27,6 @@ import type {
   CatalogSnapshot,
   InstanceSnapshot,
   PathMatcher,
-  Problem,
   Route,
   RouteTable,
   TargetEntry,
@@ -57,8 +56,8 @@ export interface BuildConfig {
 }
 
 export interface BuildResult {
+  /** The new table; its `problems` list every problem found building it. */
   readonly table: RouteTable
-  readonly problems: readonly Problem[]
 }
 
 export const EMPTY_TABLE: RouteTable = {
@@ -172,7 +171,7 @@ export function buildRouteTable(
     problems: problems.list,
   }
   rememberInputs(table, inputs)
-  return { table, problems: problems.list }
+  return { table }
 }
 
 /**

@@ -2,17 +2,22 @@
 // single assignment; a request reads `current` once and keeps that table to the
 // end, so in-flight requests finish on the table they started with.
 
+import { type Clock, systemClock } from '../clock.js'
 import { EMPTY_TABLE } from '../routing/build.js'
-import type { TableDiff } from '../routing/canonical.js'
 import type { RouteTable } from '../routing/types.js'
 
-export type SwapListener = (next: RouteTable, previous: RouteTable, diff: TableDiff) => void
+export type SwapListener = (next: RouteTable, previous: RouteTable) => void
 
 export class TableStore {
   private table: RouteTable = EMPTY_TABLE
   private readonly listeners: SwapListener[] = []
+  private readonly clock: Clock
   /** When the current table was swapped in (0 before the first). */
   swappedAt = 0
+
+  constructor(clock: Clock = systemClock) {
+    this.clock = clock
+  }
 
   get current(): RouteTable {
     return this.table
@@ -23,11 +28,11 @@ export class TableStore {
     return this.table.generation > 0
   }
 
-  swap(next: RouteTable, diff: TableDiff, now: number): void {
+  swap(next: RouteTable): void {
     const previous = this.table
     this.table = next
-    this.swappedAt = now
-    for (const listener of this.listeners) listener(next, previous, diff)
+    this.swappedAt = this.clock.now()
+    for (const listener of this.listeners) listener(next, previous)
   }
 
   onSwap(listener: SwapListener): () => void {

@@ -7,12 +7,21 @@ import { performance } from 'node:perf_hooks'
 import { type Clock, systemClock } from '../clock.js'
 import type { BlockingQueryState } from '../consul/blocking-query.js'
 import type { ConsulClient } from '../consul/client.js'
+import { RecoveryGroup } from '../consul/recovery.js'
 import { CatalogWatcher, KvPrefixWatcher, TargetWatcher, type WatchSettings } from '../consul/watchers.js'
 import type { Logger } from '../log.js'
 import { type BuildConfig, buildRouteTable } from '../routing/build.js'
 import { diffTables } from '../routing/canonical.js'
 import type { Problem, RouteTable } from '../routing/types.js'
 import type { TableStore } from './store.js'
+
+/**
+ * While every watch fails, one of them retries this often, so Consul's return
+ * is noticed within it whatever the backoffs have grown to (see recovery.ts).
+ */
+const OUTAGE_PROBE_MS = 250
+/** Once one watch gets an answer after an outage, the others retry within this. */
+const RECOVERY_SPREAD_MS = 100
 
 export interface SyncOptions {
   readonly client: ConsulClient
@@ -71,15 +80,23 @@ export class TableSync {
       onRecover: (watch: string, failedForMs: number) =>
         options.log.info({ watch, failedForMs }, 'consul watch recovered'),
     }
-    this.catalog = new CatalogWatcher(options.client, options.watch, options.build.tagPrefix, listener, () =>
+    // One group for all the watches: they fail together when Consul goes away
+    // and should come back together.
+    const watch: WatchSettings = {
+      ...options.watch,
+      recovery:
+        options.watch.recovery ??
+        new RecoveryGroup({
+          probeIntervalMs: OUTAGE_PROBE_MS,
+          spreadMs: RECOVERY_SPREAD_MS,
+          clock: options.watch.clock,
+        }),
+    }
+    this.catalog = new CatalogWatcher(options.client, watch, options.build.tagPrefix, listener, () =>
       this.schedule(),
     )
-    this.targets = new TargetWatcher(
-      options.client,
-      options.watch,
-      options.build.targetPrefix,
-      listener,
-      () => this.schedule(),
+    this.targets = new TargetWatcher(options.client, watch, options.build.targetPrefix, listener, () =>
+      this.schedule(),
     )
     // Fabio's two keys share a parent (`fabio/` by default): one recursive
     // watch of it serves both, one blocking query fewer per proxy.
@@ -89,7 +106,7 @@ export class TableSync {
     const watched = fabioWatchPrefixes(fabioKeys)
     this.fabio = watched.map(
       ({ prefix, exact }, i) =>
-        new KvPrefixWatcher(options.client, options.watch, prefix, listener, () => this.schedule(), {
+        new KvPrefixWatcher(options.client, watch, prefix, listener, () => this.schedule(), {
           name: watched.length === 1 ? 'fabio' : `fabio-${i + 1}`,
           exact,
         }),
@@ -174,7 +191,7 @@ export class TableSync {
     // a target rewritten with the same value (a new modify index) must show in
     // the admin API, the status page and the metrics. The log line is kept for
     // changes that move traffic.
-    store.swap(next, diff, this.clock.now())
+    store.swap(next)
     const fields = {
       generation: next.generation,
       routes: next.routes.length,

@@ -3,7 +3,9 @@
 // and socket measurements.
 
 import { spawn } from 'node:child_process'
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { once } from 'node:events'
+import type { AddressInfo, Server as NetServer } from 'node:net'
 import { connect, type Socket } from 'node:net'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
@@ -96,10 +98,71 @@ export function collectGarbage(): void {
   gcFunction()
 }
 
-/** Heap used after a full collection, in bytes. */
-export function settledHeap(): number {
-  collectGarbage()
-  return process.memoryUsage().heapUsed
+export type TrackedKind = 'client request' | 'client socket' | 'upstream request'
+
+export interface RetentionTracker {
+  /** Objects of each kind created since the tracker started. */
+  readonly created: Record<TrackedKind, number>
+  /** Objects of each kind created since the tracker started and still reachable after full collections. */
+  live(): Promise<Record<TrackedKind, number>>
+  stop(): void
+}
+
+/**
+ * Counts the per-request objects of one proxy that stay reachable: the
+ * client requests and sockets of the listener `server` (its port) and the
+ * requests sent on to `upstreamOrigins`, as the data plane publishes them on
+ * its diagnostics channels (src/proxy/diagnostics.ts). Unlike heap bytes,
+ * these counts do not move with the test's own allocations, the JIT or a
+ * busy machine: a leaked request stays counted however long one waits.
+ */
+export function trackRetention(server: NetServer, upstreamOrigins: readonly string[]): RetentionTracker {
+  const origins = new Set(upstreamOrigins)
+  const port = (server.address() as AddressInfo).port
+  const kinds: TrackedKind[] = ['client request', 'client socket', 'upstream request']
+  const zero = () => Object.fromEntries(kinds.map((k) => [k, 0])) as Record<TrackedKind, number>
+  const created = zero()
+  const collected = zero()
+  const registry = new FinalizationRegistry<TrackedKind>((kind) => {
+    collected[kind]++
+  })
+  const track = (kind: TrackedKind, value: object) => {
+    created[kind]++
+    registry.register(value, kind)
+  }
+  const onConnection = (message: unknown) => {
+    const m = message as { socket: object; localPort: number }
+    if (m.localPort === port) track('client socket', m.socket)
+  }
+  const onRequest = (message: unknown) => {
+    const m = message as { exchange: object; localPort: number }
+    if (m.localPort === port) track('client request', m.exchange)
+  }
+  const onUpstream = (message: unknown) => {
+    const m = message as { attempt: object; origin: string }
+    if (origins.has(m.origin)) track('upstream request', m.attempt)
+  }
+  subscribe('switchyard:client:connection', onConnection)
+  subscribe('switchyard:client:request', onRequest)
+  subscribe('switchyard:upstream:request', onUpstream)
+  return {
+    created,
+    async live() {
+      // Finalisation callbacks run in later tasks, after the collection that found the object dead.
+      for (let i = 0; i < 3; i++) {
+        collectGarbage()
+        await new Promise((resolve) => setImmediate(resolve))
+      }
+      const live = zero()
+      for (const kind of kinds) live[kind] = created[kind] - collected[kind]
+      return live
+    },
+    stop() {
+      unsubscribe('switchyard:client:connection', onConnection)
+      unsubscribe('switchyard:client:request', onRequest)
+      unsubscribe('switchyard:upstream:request', onUpstream)
+    },
+  }
 }
 
 /** Open TCP sockets and servers of this process, as Node counts its active handles. */

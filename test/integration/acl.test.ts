@@ -107,8 +107,26 @@ describeWithConsul('ACL tokens', (consul) => {
       })
     }, 10_000)
     // A deploy now writes a new target the proxy cannot read: the last table keeps serving.
+    const targetErrors = async () => {
+      const watches = JSON.parse((await proxy.admin('/api/watches')).body) as {
+        name: string
+        errors: number
+      }[]
+      return watches.find((w) => w.name === 'targets')?.errors ?? 0
+    }
+    const errorsBefore = await targetErrors()
     await api.kvPut(`${targetPrefix}/${web}`, '{"version":"2"}')
-    await new Promise((r) => setTimeout(r, 500))
+    // Two more refused reads: at most one was in flight during the write, so the
+    // other started after it, and would have seen version 2 with a valid token.
+    await eventually(
+      async () => expect(await targetErrors()).toBeGreaterThanOrEqual(errorsBefore + 2),
+      10_000,
+    )
     for (let i = 0; i < 5; i++) expect((await proxy.get('/web')).body).toBe('blue')
+    const targets = JSON.parse((await proxy.admin('/api/targets')).body) as {
+      service: string
+      effective: string
+    }[]
+    expect(targets.find((t) => t.service === web)?.effective).toBe('version=1')
   })
 })

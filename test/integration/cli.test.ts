@@ -2,20 +2,20 @@
 // process, with Consul's environment variables.
 
 import { execFile, spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { type AddressInfo, createServer } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { freePort } from '../harness/consul-agent.js'
 import { ConsulApi } from '../harness/consul-api.js'
 import { describeWithConsul } from '../harness/context.js'
+import { tempDir } from '../harness/temp.js'
 import { startUpstream, type Upstream } from '../harness/upstream.js'
 import { eventually, uniqueName } from '../harness/wait.js'
 
 const CLI = new URL('../../dist/cli/main.js', import.meta.url).pathname
-const dir = mkdtempSync(join(tmpdir(), 'switchyard-cli-'))
+const dir = tempDir('cli')
 
 async function run(args: string[], env: Record<string, string> = {}) {
   try {

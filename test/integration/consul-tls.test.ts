@@ -3,8 +3,6 @@
 // cannot verify.
 
 import { execFile } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, expect, it } from 'vitest'
@@ -12,11 +10,12 @@ import { ConsulAgent } from '../harness/consul-agent.js'
 import { ConsulApi } from '../harness/consul-api.js'
 import { describeWithConsul } from '../harness/context.js'
 import { startTestProxy, type TestProxy } from '../harness/switchyard.js'
+import { tempDir } from '../harness/temp.js'
 import { startUpstream, type Upstream } from '../harness/upstream.js'
 import { eventually } from '../harness/wait.js'
 
 describeWithConsul('Consul over HTTPS', (shared) => {
-  const dir = mkdtempSync(join(tmpdir(), 'switchyard-tls-'))
+  const dir = tempDir('tls')
   let agent: ConsulAgent
   let upstream: Upstream
   const proxies: TestProxy[] = []

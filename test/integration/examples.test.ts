@@ -1,17 +1,20 @@
 // The example files in config/ work as their comments say: registered with the
 // real `consul services register`, routed as described, with the shipped ACL
-// policies.
+// policies. The apps listen on free ports: each port an example names is
+// replaced by a free one in a copy of the file, and nothing else is changed.
 
 import { execFile } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { once } from 'node:events'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
-import { tmpdir } from 'node:os'
+import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { ConsulApi } from '../harness/consul-api.js'
 import { describeWithConsul } from '../harness/context.js'
 import { startTestProxy, type TestProxy } from '../harness/switchyard.js'
+import { tempDir } from '../harness/temp.js'
 import { eventually, uniqueName } from '../harness/wait.js'
 
 const ROOT = new URL('../../', import.meta.url).pathname
@@ -28,26 +31,39 @@ describeWithConsul('config/consul examples', (consul) => {
       file,
     ])
   const servers: Server[] = []
-  const dir = mkdtempSync(join(tmpdir(), 'switchyard-examples-'))
+  const dir = tempDir('examples')
+  const files: Record<string, string> = {}
   let proxy: TestProxy
   let operatorToken = ''
 
-  beforeAll(async () => {
-    // The apps the examples describe, on the ports they name.
-    for (const [port, body] of [
-      [8000, 'web-1'],
-      [8001, 'web-2'],
-      [9001, 'shop blue'],
-      [9002, 'shop green'],
-    ] as const) {
+  /**
+   * Starts the apps an example names (answering `<name> <url>`), each on a free
+   * port, and writes a copy of the example with each named port replaced by
+   * its app's port.
+   */
+  async function startExample(file: string, apps: Record<number, string>): Promise<string> {
+    let text = readFileSync(`${ROOT}config/consul/${file}`, 'utf8')
+    for (const [named, body] of Object.entries(apps)) {
       const server = createServer((req, res) => res.end(`${body} ${req.url}`))
-      await new Promise<void>((resolve, reject) =>
-        server.once('error', reject).listen(port, '127.0.0.1', resolve),
-      )
+      server.listen(0, '127.0.0.1')
+      await once(server, 'listening')
       servers.push(server)
+      const port = (server.address() as AddressInfo).port
+      const pattern = new RegExp(`\\b${named}\\b`, 'g')
+      // The test must follow the example: a port it no longer names is a failure here.
+      expect(text, `${file} names port ${named}`).toMatch(pattern)
+      text = text.replace(pattern, String(port))
     }
-    await consulCli('register', `${ROOT}config/consul/web.hcl`)
-    await consulCli('register', `${ROOT}config/consul/blue-green.hcl`)
+    const path = join(dir, file)
+    writeFileSync(path, text)
+    return path
+  }
+
+  beforeAll(async () => {
+    files.web = await startExample('web.hcl', { 8000: 'web-1', 8001: 'web-2' })
+    files.blueGreen = await startExample('blue-green.hcl', { 9001: 'shop blue', 9002: 'shop green' })
+    await consulCli('register', files.web)
+    await consulCli('register', files.blueGreen)
     proxy = await startTestProxy(consul, { routing: { targetPrefix: 'switchyard/targets/examples' } })
     operatorToken = (
       await api.createToken(
@@ -59,11 +75,10 @@ describeWithConsul('config/consul examples', (consul) => {
 
   afterAll(async () => {
     await proxy?.stop()
-    await consulCli('deregister', `${ROOT}config/consul/web.hcl`).catch(() => {})
-    await consulCli('deregister', `${ROOT}config/consul/blue-green.hcl`).catch(() => {})
+    if (files.web) await consulCli('deregister', files.web).catch(() => {})
+    if (files.blueGreen) await consulCli('deregister', files.blueGreen).catch(() => {})
     await api.kvDelete('switchyard/targets/examples/shop').catch(() => {})
     await Promise.all(servers.map((s) => new Promise((r) => s.close(r))))
-    rmSync(dir, { recursive: true, force: true })
   })
 
   it('web.hcl: both instances serve /web once their HTTP checks pass', async () => {

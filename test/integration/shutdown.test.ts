@@ -6,9 +6,8 @@
 
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import { connect } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Agent, request } from 'undici'
 import { afterAll, beforeAll, expect, it } from 'vitest'
@@ -16,11 +15,12 @@ import { freePort } from '../harness/consul-agent.js'
 import { ConsulApi } from '../harness/consul-api.js'
 import { describeWithConsul } from '../harness/context.js'
 import { sleep } from '../harness/proxy-tools.js'
+import { tempDir } from '../harness/temp.js'
 import { startUpstream, type Upstream } from '../harness/upstream.js'
 import { eventually, uniqueName } from '../harness/wait.js'
 
 const CLI = new URL('../../dist/cli/main.js', import.meta.url).pathname
-const dir = mkdtempSync(join(tmpdir(), 'switchyard-shutdown-'))
+const dir = tempDir('shutdown')
 
 interface Child {
   readonly process: ChildProcess
@@ -144,12 +144,13 @@ describeWithConsul('graceful shutdown on SIGTERM', (consul) => {
       }
     }
     const clients = Array.from({ length: 24 }, (_, n) => client(n))
-    await sleep(1_500)
-    // A long one, started just before the signal.
+    // Steady load: two rounds of answers, and every client has a request in flight.
+    await eventually(() => expect(outcomes.length).toBeGreaterThanOrEqual(48), 20_000, 20)
+    // A long one, in the upstream's hands when the signal comes.
     const long = request(`${base}/slow?ms=2500`).then(
       async (res) => `${res.statusCode} ${await res.body.text()}`,
     )
-    await sleep(100)
+    await eventually(() => expect(upstream.seen.some((r) => r.url === '/slow?ms=2500')).toBe(true))
     sigtermAt = Date.now()
     child.process.kill('SIGTERM')
     const exit = await child.exited
@@ -178,7 +179,7 @@ describeWithConsul('graceful shutdown on SIGTERM', (consul) => {
       async (res) => res.body.text(),
       (err) => err as Error,
     )
-    await sleep(300)
+    await eventually(() => expect(upstream.seen.some((r) => r.url === '/slow?ms=30000')).toBe(true))
     const sigtermAt = Date.now()
     child.process.kill('SIGTERM')
     const exit = await child.exited

@@ -6,7 +6,6 @@ import { ago, escapeHtml, renderStatusPage, type StatusPageModel } from '../../s
 import { readiness, routesView, targetsView } from '../../src/admin/views.js'
 import type { Clock } from '../../src/clock.js'
 import { buildRouteTable } from '../../src/routing/build.js'
-import { diffTables } from '../../src/routing/canonical.js'
 import type { RouteTable } from '../../src/routing/types.js'
 import { TableStore } from '../../src/table/store.js'
 import type { SyncStatus } from '../../src/table/sync.js'
@@ -208,11 +207,11 @@ describe('ProblemTracker', () => {
 
   it('keeps the time a problem was first seen until it goes away', () => {
     const clock = fakeClock(NOW)
-    const store = new TableStore()
+    const store = new TableStore(clock)
     let sync = status()
     const tracker = new ProblemTracker(store, () => sync, { clock })
     const bad = instance('bad', ['urlprefix-/a strip=x'], { id: 'bad-1' })
-    const swap = (next: RouteTable) => store.swap(next, diffTables(store.current, next), clock.now())
+    const swap = (next: RouteTable) => store.swap(next)
 
     swap(buildRouteTable(catalogOf([bad]), [], BUILD, store.current).table)
     clock.t += 30_000

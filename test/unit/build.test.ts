@@ -15,7 +15,8 @@ const states = (r: Route) =>
   Object.fromEntries([...r.backends, ...r.idle].map((t) => [t.instanceId, t.state]))
 
 describe('buildRouteTable on recorded Consul JSON', () => {
-  const { table, problems } = buildRouteTable(recordedCatalog(), [], BUILD)
+  const { table } = buildRouteTable(recordedCatalog(), [], BUILD)
+  const { problems } = table
 
   it('builds one route per distinct urlprefix- route', () => {
     expect(table.routes.map((r) => r.id)).toEqual([
@@ -99,7 +100,7 @@ describe('buildRouteTable on recorded Consul JSON', () => {
     const withTargets = buildRouteTable(recordedCatalog(), recordedTargets(), BUILD)
     expect(serving(route(withTargets.table, '/web'))).toEqual(['web-green-1'])
     expect(states(route(withTargets.table, '/web'))['web-blue-1']).toBe('not-selected')
-    const invalid = withTargets.problems.filter((p) => p.code === 'SWY_ERR_TARGET_INVALID')
+    const invalid = withTargets.table.problems.filter((p) => p.code === 'SWY_ERR_TARGET_INVALID')
     expect(invalid.map((p) => p.subject)).toEqual([
       'key switchyard/targets/legacy',
       'key switchyard/targets/wild',
@@ -183,7 +184,7 @@ describe('target state in the table builder', () => {
       desired: { kind: 'version', version: '1.6.0' },
     })
     expect(notReady.table.targets[0]?.effective).toEqual({ kind: 'version', version: '1.5.0' })
-    const problem = notReady.problems.find((p) => p.code === 'SWY_ERR_TARGET_NOT_READY')
+    const problem = notReady.table.problems.find((p) => p.code === 'SWY_ERR_TARGET_NOT_READY')
     expect(problem?.message).toBe(
       'target version=1.6.0: no healthy instance of version 1.6.0; serving version=1.5.0',
     )
@@ -236,7 +237,7 @@ describe('target state in the table builder', () => {
     )
     expect(versions(next.table)).toEqual(['1.6.0'])
     expect(serving(route(next.table, '/shop'))).toEqual([other.id])
-    const problem = next.problems.find((p) => p.code === 'SWY_ERR_TARGET_INVALID')
+    const problem = next.table.problems.find((p) => p.code === 'SWY_ERR_TARGET_INVALID')
     expect(problem).toEqual({
       code: 'SWY_ERR_TARGET_INVALID',
       subject: 'key switchyard/targets/web',
@@ -256,7 +257,7 @@ describe('target state in the table builder', () => {
       [{ key: 'switchyard/targets/web/extra', value: '{}', modifyIndex: 1 }],
       BUILD,
     )
-    expect(t.problems[0]?.message).toContain('not a service key')
+    expect(t.table.problems[0]?.message).toContain('not a service key')
   })
 })
 
@@ -317,7 +318,7 @@ describe('instances no connection can be made to', () => {
     const good = instance('web', ['urlprefix-/web'])
     const result = buildRouteTable({ services: new Map([['web', [bad, good]]]) }, [], BUILD)
     expect(serving(route(result.table, '/web'))).toEqual([good.id])
-    expect(result.problems).toContainEqual({
+    expect(result.table.problems).toContainEqual({
       code: 'SWY_ERR_INSTANCE_ADDRESS',
       subject: `service web, instance ${bad.id} on node-1`,
       message: `${words}; the instance gets no traffic`,
@@ -353,7 +354,7 @@ describe('routes shared by services, and fallthrough', () => {
       BUILD,
     )
     expect(route(t.table, '/x').services).toEqual(['a', 'b'])
-    expect(t.problems.map((p) => p.code)).toContain('SWY_ERR_ROUTE_CONFLICT')
+    expect(t.table.problems.map((p) => p.code)).toContain('SWY_ERR_ROUTE_CONFLICT')
   })
 
   it('with fallthrough, a route without healthy instances is left out of lookup', () => {

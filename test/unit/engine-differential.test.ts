@@ -82,11 +82,7 @@ describe('request parsing: Switchyard against Node on the same bytes', () => {
     nodePort = (nodeServer.address() as AddressInfo).port
     const instancePort = (instanceServer.address() as AddressInfo).port
     const store = new TableStore()
-    store.swap(
-      tableOf([instance('app', ['urlprefix-/'], { port: instancePort })]),
-      { added: [], removed: [] },
-      0,
-    )
+    store.swap(tableOf([instance('app', ['urlprefix-/'], { port: instancePort })]))
     const sweeper = new Sweeper(100)
     upstreams = new Upstreams(
       {

@@ -273,7 +273,7 @@ describe('Fabio route overrides in KV', () => {
       [instance('web', ['urlprefix-/web'])],
       kv('route weight web /web weight 0.1 tags "v9"'),
     )
-    expect(r.problems).toContainEqual({
+    expect(r.table.problems).toContainEqual({
       code: 'SWY_ERR_FABIO_CONFIG',
       subject: 'key fabio/config, line 1',
       message:
@@ -320,7 +320,7 @@ describe('Fabio route overrides in KV', () => {
       kv('route add ext example.org/ https://10.9.9.9', 'fabio/config/b'),
       kv('route del maint', 'fabio/config/c'),
     )
-    expect(r.problems).toEqual([])
+    expect(r.table.problems).toEqual([])
     expect(r.table.routes.map((x) => x.id)).toEqual(['/web', 'example.org/'])
     expect(route(r.table, 'example.org/').backends[0]).toMatchObject({
       origin: 'https://10.9.9.9:443',
@@ -347,7 +347,7 @@ describe('Fabio route overrides in KV', () => {
       ],
       kv('route weight web /web weight 0.2 tags "v2"\nroute wieght web /web\n'),
     )
-    expect(r.problems).toEqual([
+    expect(r.table.problems).toEqual([
       {
         code: 'SWY_ERR_FABIO_CONFIG',
         subject: 'key fabio/config, line 2',

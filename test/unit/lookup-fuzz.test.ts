@@ -31,7 +31,7 @@ const ROUTES = [
 function resolverFor(routes: string[]): { table: RouteTable; resolve: (head: RequestHead) => Resolution } {
   const table = tableOf(routes.map((r, i) => instance(`svc${i}`, [`urlprefix-${r}`])))
   const store = new TableStore()
-  store.swap(table, { added: [], removed: [] }, 0)
+  store.swap(table)
   return { table, resolve: createResolver({ store, balancer: new Balancer('round-robin'), health: null }) }
 }
 

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { parse } from 'yaml'
-import { SwitchyardMetrics } from '../../src/metrics/metrics.js'
+import { REQUEST_DURATION, SwitchyardMetrics } from '../../src/metrics/metrics.js'
 import { TableStore } from '../../src/table/store.js'
 import type { SyncStatus } from '../../src/table/sync.js'
 
@@ -14,12 +14,13 @@ const read = (path: string) => readFileSync(new URL(path, root), 'utf8')
 
 const status = (): SyncStatus => ({ loaded: false, staleForMs: 0, lastSyncAt: 0, watches: [], problems: [] })
 const metrics = new SwitchyardMetrics({ store: new TableStore(), status })
-const families = new Map(
-  metrics.registry.getMetricsAsArray().map((m) => {
+const families = new Map([
+  ...metrics.registry.getMetricsAsArray().map((m) => {
     const { name, type, labelNames } = m as unknown as { name: string; type: string; labelNames: string[] }
-    return [name, { type, labels: [...labelNames].sort() }]
+    return [name, { type, labels: [...labelNames].sort() }] as const
   }),
-)
+  [REQUEST_DURATION.name, { type: 'histogram', labels: [...REQUEST_DURATION.labelNames].sort() }] as const,
+])
 
 /** Metric names in a PromQL expression that exist as a family, or a histogram's series of one. */
 function unknownMetrics(expr: string): string[] {

@@ -1,6 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { parseCidr, parseRouteTag } from '../../src/routing/tags.js'
+import { normalizePath } from '../../src/routing/path.js'
+import { normalizeRouteHost, parseCidr, parseRouteTag } from '../../src/routing/tags.js'
 
 const P = 'urlprefix-'
 
@@ -101,11 +102,53 @@ describe('parseRouteTag', () => {
     expect(error(tag)).toContain(words)
   })
 
-  it('never throws, whatever the tag', () => {
+  it('whatever the tag, gives a canonical route that reads back the same, or a reason', () => {
+    // Random text, and text built from the grammar's own pieces so that many
+    // cases get past the first checks.
+    const piece = fc.constantFrom(
+      '/',
+      'web',
+      '..',
+      '%2e',
+      '%2F',
+      '*',
+      '*.',
+      'example.com',
+      ':80',
+      ':8080',
+      ' ',
+      ' strip=/web',
+      ' weight=0.5',
+      ' weight=2',
+      ' host=dst',
+      ' allow=10.0.0.0/8',
+      ' redirect=301,https://a/$path',
+      ' proto=https',
+      ' nope=1',
+      '\\',
+      '?',
+    )
+    const tagText = fc.oneof(
+      fc.string({ maxLength: 80 }),
+      fc.array(piece, { maxLength: 10 }).map((parts) => parts.join('')),
+    )
     fc.assert(
-      fc.property(fc.string({ maxLength: 80 }), (text) => {
+      fc.property(tagText, (text) => {
         const r = parseRouteTag(P + text, P)
-        expect(r).not.toBeNull()
+        if (r === null) throw new Error('a tag with the prefix is never ignored')
+        if (!r.ok) {
+          expect(r.error.length).toBeGreaterThan(0)
+          return
+        }
+        const s = r.spec
+        // The route is in the form lookup compares against: a canonical path, a normalised host.
+        expect(normalizePath(s.path)).toBe(s.path)
+        expect(normalizeRouteHost(s.host)).toBe(s.host)
+        // Fabio's rule: any weight >= 0 (more than 1 is scaled when the route's weights are shared out).
+        if (s.weight !== null) expect(Number.isFinite(s.weight) && s.weight >= 0).toBe(true)
+        // Written back out, the route parses to the same spec.
+        const again = spec(`${P}${s.host}${s.path}${s.rawPrefix ? '*' : ''} ${s.optionsText}`)
+        expect(again.spec).toEqual(s)
       }),
       { numRuns: 3000 },
     )

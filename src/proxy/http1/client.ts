@@ -19,6 +19,7 @@ import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import type { Duplex } from 'node:stream'
 import type { ErrorCode } from '../../errors.js'
+import { clientConnectionChannel, clientRequestChannel } from '../diagnostics.js'
 import type { BodySink, ClientInfo, Downstream, RequestHead, ResponseFraming } from '../exchange.js'
 import { clientAddress, fieldLines } from '../headers.js'
 import type { ProxyObserver } from '../observer.js'
@@ -138,6 +139,8 @@ export class ClientConnection implements Sweepable {
     socket.on('drain', this.onDrain)
     ctx.connections.add(this)
     ctx.sweeper.add(this)
+    if (clientConnectionChannel.hasSubscribers)
+      clientConnectionChannel.publish({ socket, localPort: this.info.localPort })
   }
 
   /** No request in progress: safe to close at once. */
@@ -614,6 +617,8 @@ export class ClientExchange implements Downstream {
     this.expectContinue = expectContinue
     this.bodyDone = head.bodyLength === 0
     this.lastBodyAt = this.startedAt
+    if (clientRequestChannel.hasSubscribers)
+      clientRequestChannel.publish({ exchange: this, localPort: head.client.localPort })
   }
 
   static refusal(conn: ClientConnection, refusal: Refusal): ClientExchange {

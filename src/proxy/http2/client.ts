@@ -22,6 +22,7 @@ import {
 import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import type { Duplex } from 'node:stream'
+import { clientRequestChannel } from '../diagnostics.js'
 import type { BodySink, ClientInfo, Downstream, RequestHead, ResponseFraming } from '../exchange.js'
 import { clientAddress } from '../headers.js'
 import type { ProxyObserver } from '../observer.js'
@@ -241,6 +242,8 @@ export class StreamExchange implements Downstream {
       bodyLength,
     }
     this.bodyDone = bodyLength === 0
+    if (clientRequestChannel.hasSubscribers)
+      clientRequestChannel.publish({ exchange: this, localPort: client.localPort })
     const max = ctx.limits.maxBodySize
     if (max > 0 && bodyLength > max) {
       ctx.observer.rejected?.('body-too-large', 413)
