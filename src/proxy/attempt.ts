@@ -7,7 +7,7 @@
 // (success, error, a client that left: 499, a client that stalled its body:
 // 408) is recorded once, in finish().
 
-import type { ErrorCode } from '../errors.js'
+import { type ErrorCode, type HttpErrorCode, httpStatus } from '../errors.js'
 import type { Logger } from '../log.js'
 import type { Backend, Route } from '../routing/types.js'
 import type { TableStore } from '../table/store.js'
@@ -293,8 +293,8 @@ class Attempt implements UpstreamHandler, BodySink {
       })
       return
     }
-    const [status, code] = STATUS_OF[kind]
-    this.fail(status, code, `instance ${backend.key} of ${backend.service}: ${describe(failure)}`)
+    const code = CODE_OF[kind]
+    this.fail(httpStatus(code), code, `instance ${backend.key} of ${backend.service}: ${describe(failure)}`)
   }
 
   // ---- BodySink: the client's body, on its way to the instance
@@ -422,14 +422,15 @@ const REASON_OF: Record<UpstreamFailure['kind'], UpstreamErrorReason> = {
   'bad-response': 'reset',
 }
 
-const STATUS_OF: Record<UpstreamFailure['kind'], [number, ErrorCode]> = {
-  connect: [502, 'SWY_ERR_UPSTREAM_CONNECT'],
-  'connect-timeout': [504, 'SWY_ERR_UPSTREAM_TIMEOUT'],
-  tls: [502, 'SWY_ERR_UPSTREAM_TLS'],
-  'queue-full': [503, 'SWY_ERR_UPSTREAM_BUSY'],
-  'queue-timeout': [503, 'SWY_ERR_UPSTREAM_BUSY'],
-  reset: [502, 'SWY_ERR_UPSTREAM_RESET'],
-  'headers-timeout': [504, 'SWY_ERR_UPSTREAM_TIMEOUT'],
-  'idle-timeout': [504, 'SWY_ERR_UPSTREAM_TIMEOUT'],
-  'bad-response': [502, 'SWY_ERR_UPSTREAM_RESET'],
+/** The answer to a failure no retry saves; its status comes with the code (src/errors.ts). */
+const CODE_OF: Record<UpstreamFailure['kind'], HttpErrorCode> = {
+  connect: 'SWY_ERR_UPSTREAM_CONNECT',
+  'connect-timeout': 'SWY_ERR_UPSTREAM_TIMEOUT',
+  tls: 'SWY_ERR_UPSTREAM_TLS',
+  'queue-full': 'SWY_ERR_UPSTREAM_BUSY',
+  'queue-timeout': 'SWY_ERR_UPSTREAM_BUSY',
+  reset: 'SWY_ERR_UPSTREAM_RESET',
+  'headers-timeout': 'SWY_ERR_UPSTREAM_TIMEOUT',
+  'idle-timeout': 'SWY_ERR_UPSTREAM_TIMEOUT',
+  'bad-response': 'SWY_ERR_UPSTREAM_RESET',
 }

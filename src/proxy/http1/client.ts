@@ -18,7 +18,7 @@ import { STATUS_CODES } from 'node:http'
 import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import type { Duplex } from 'node:stream'
-import type { ErrorCode } from '../../errors.js'
+import { type ErrorCode, type HttpErrorCode, httpStatus } from '../../errors.js'
 import { clientConnectionChannel, clientRequestChannel } from '../diagnostics.js'
 import type { BodySink, ClientInfo, Downstream, RequestHead, ResponseFraming } from '../exchange.js'
 import { clientAddress, fieldLines } from '../headers.js'
@@ -169,7 +169,7 @@ export class ClientConnection implements Sweepable {
     if (now >= this.headDeadline) {
       this.headDeadline = NEVER
       this.ctx.observer.timeout?.('client-headers', null)
-      this.refuse(408, 'SWY_ERR_CLIENT_TIMEOUT', 'request headers not received in time', null)
+      this.refuse('SWY_ERR_CLIENT_TIMEOUT', 'request headers not received in time', null)
       return
     }
     const receiving = this.receiving
@@ -271,7 +271,6 @@ export class ClientConnection implements Sweepable {
     const limits = this.ctx.limits
     if (fields.length / 2 > limits.maxHeaderCount) {
       this.refuse(
-        431,
         'SWY_ERR_HEADERS_TOO_LARGE',
         `more than ${limits.maxHeaderCount} header fields (proxy.limits.maxHeaderCount)`,
         'headers-too-large',
@@ -280,19 +279,13 @@ export class ClientConnection implements Sweepable {
     }
     const methodName = METHODS[method] ?? 'GET'
     if (methodName === 'CONNECT') {
-      this.refuse(
-        405,
-        'SWY_ERR_METHOD_NOT_ALLOWED',
-        'CONNECT is not supported by this reverse proxy',
-        'method',
-      )
+      this.refuse('SWY_ERR_METHOD_NOT_ALLOWED', 'CONNECT is not supported by this reverse proxy', 'method')
       return 1
     }
     const facts = scan(fields)
     const bodyLength = facts.chunked ? -1 : facts.contentLength
     if (limits.maxBodySize > 0 && bodyLength > limits.maxBodySize) {
       this.refuse(
-        413,
         'SWY_ERR_BODY_TOO_LARGE',
         `request body of ${bodyLength} bytes is above the limit of ${limits.maxBodySize} (proxy.limits.maxBodySize)`,
         'body-too-large',
@@ -307,8 +300,7 @@ export class ClientConnection implements Sweepable {
         // Only WebSocket is tunnelled. llhttp stops at the head of any upgrade,
         // so a body after it would not be parsed: answer and close.
         this.refuse(
-          501,
-          'SWY_ERR_BAD_REQUEST',
+          'SWY_ERR_UPGRADE_UNSUPPORTED',
           `Upgrade: ${facts.upgrade || '(none)'} with a request body is not supported; only websocket is tunnelled`,
           'upgrade',
         )
@@ -406,7 +398,8 @@ export class ClientConnection implements Sweepable {
   }
 
   /** A request refused at the head: answered in its turn, then the connection closes. */
-  private refuse(status: number, code: ErrorCode, message: string, reject: RejectReason | null): void {
+  private refuse(code: HttpErrorCode, message: string, reject: RejectReason | null): void {
+    const status = httpStatus(code)
     this.stopped = true
     this.discarding = true
     this.receiving = null
@@ -433,7 +426,7 @@ export class ClientConnection implements Sweepable {
       receiving.bodyBroken(answer.status, answer.code, error.reason)
       return
     }
-    this.refuse(answer.status, answer.code, error.reason || error.message, answer.reject)
+    this.refuse(answer.code, error.reason || error.message, answer.reject)
   }
 
   // ---- writing and flow control (for ClientExchange)
@@ -986,7 +979,7 @@ const REFUSED_HEAD: RequestHead = {
 
 interface ParseErrorAnswer {
   readonly status: number
-  readonly code: ErrorCode
+  readonly code: HttpErrorCode
   readonly reject: RejectReason
 }
 
