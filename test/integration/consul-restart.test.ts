@@ -87,7 +87,7 @@ describeWithConsul('Consul server restart', (shared) => {
       await sleep(1_000)
     }
     const failing = proxy.logs.filter((l) => l.msg === 'consul watch failing').map((l) => l.watch)
-    expect(new Set(failing)).toEqual(new Set(['services', 'health:web', 'targets']))
+    expect(new Set(failing)).toEqual(new Set(['services', 'health:web', 'targets', 'fabio']))
 
     await agent.start()
     // As soon as the server answers writes (a leader is elected), a deploy moves traffic.

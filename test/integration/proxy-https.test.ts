@@ -179,6 +179,40 @@ describeWithConsul('https listeners: TLS, HTTP/2 and HTTP/1.1 on one port', (con
     ws.close()
   })
 
+  it("runs Fabio's HTTP to HTTPS recipe: the plain listener's port route redirects, HTTPS is proxied", async () => {
+    const plainPort = Number(new URL(proxy.app.proxyUrls[1] as string).port)
+    const id = `${service}-recipe`
+    await api.register({
+      id,
+      name: `${service}-recipe`,
+      port: app.port,
+      tags: [
+        `${prefix}a.example.test:${plainPort}/r redirect=301,https://$host$path`,
+        `${prefix}a.example.test/r`,
+      ],
+    })
+    try {
+      await eventually(async () => {
+        const plain = await request(`http://127.0.0.1:${plainPort}/r/page?q=1`, {
+          headers: { host: 'a.example.test' },
+        })
+        await plain.body.text()
+        expect(plain.statusCode).toBe(301)
+        expect(plain.headers.location).toBe('https://a.example.test/r/page?q=1')
+      })
+      const dispatcher = agent('a.example.test')
+      const secure = await request(`https://127.0.0.1:${httpsPort}/r/page?q=1`, {
+        dispatcher,
+        headers: { host: 'a.example.test' },
+      })
+      expect(secure.statusCode).toBe(200)
+      expect(await secure.body.text()).toBe('GET /r/page?q=1 0')
+      await dispatcher.close()
+    } finally {
+      await api.deregister(id).catch(() => {})
+    }
+  })
+
   it('disconnects an HTTP/2 client that resets streams faster than the limit', async () => {
     const before = counts.rejected.get('h2-rapid-reset')?.length ?? 0
     const session = h2connect(`https://127.0.0.1:${httpsPort}`, { ca: ca.ca, servername: 'a.example.test' })
