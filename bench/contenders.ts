@@ -13,6 +13,7 @@ import { freePort } from '../dev/consul/agent.js'
 import type { BenchConsul } from './consul.js'
 import { startNginx } from './nginx.js'
 import { Child, nodeTs, ROOT, waitForHttp } from './procs.js'
+import { type BenchCertificate, waitForHttps } from './tls.js'
 
 export interface BenchContext {
   /** Scratch folder of this run: generated configs, logs, profiles. */
@@ -24,6 +25,11 @@ export interface BenchContext {
   readonly probePath: string
   /** Worker processes / threads for the peers (NGINX workers, HAProxy threads, Fabio GOMAXPROCS). */
   readonly peerWorkers: number
+  /**
+   * The run's certificate: contenders that can terminate TLS add a TLS
+   * listener with it (null: no TLS workloads in this run).
+   */
+  readonly tls: BenchCertificate | null
   readonly say: (line: string) => void
 }
 
@@ -31,6 +37,10 @@ export interface Running {
   readonly name: string
   /** Base URL for requests: `http://127.0.0.1:port`. */
   readonly url: string
+  /** Base URL of its TLS listener (HTTP/1.1 and HTTP/2 by ALPN), `https://127.0.0.1:port`; absent without one. */
+  readonly tlsUrl?: string
+  /** Root of the processes behind `tlsUrl` when they are not `pid`'s (CPU and memory of the TLS workloads). */
+  readonly tlsPid?: number
   /** Root of the contender's own processes (CPU and memory are read for its tree); null for none. */
   readonly pid: number | null
   stop(): Promise<void>
@@ -80,12 +90,16 @@ export interface SwitchyardProcessOptions {
   readonly nodeArgs?: readonly string[]
   /** The compiled tree to run (default: this checkout's dist/), e.g. another build to compare with. */
   readonly dist?: string
+  /** Adds an https listener serving this certificate (from a directory, as operators give files). */
+  readonly tls?: BenchCertificate
   readonly onLine?: (line: string) => void
 }
 
 export interface SwitchyardProcess {
   readonly child: Child
   readonly url: string
+  /** `https://127.0.0.1:port` of the https listener, when `tls` was given. */
+  readonly tlsUrl?: string
   readonly adminUrl: string
 }
 
@@ -110,14 +124,26 @@ export async function startSwitchyardProcess(options: SwitchyardProcessOptions):
   if (!existsSync(main)) throw new Error(`${main} is missing: run npm run build`)
   mkdirSync(options.dir, { recursive: true })
   const [port, adminPort] = [await freePort(), await freePort()]
+  const tlsPort = options.tls ? await freePort() : null
   const configFile = join(options.dir, 'switchyard.yaml')
   writeFileSync(
     configFile,
     stringify({
-      proxy: { listen: `127.0.0.1:${port}` },
+      proxy:
+        tlsPort === null
+          ? { listen: `127.0.0.1:${port}` }
+          : {
+              listeners: [
+                { address: `127.0.0.1:${port}`, protocol: 'http' },
+                { address: `127.0.0.1:${tlsPort}`, protocol: 'https' },
+              ],
+            },
       admin: { listen: `127.0.0.1:${adminPort}` },
       consul: { address: options.consulAddress },
       log: { level: 'info' },
+      // Certificates from the directory only: the benchmark's proxy token has
+      // no read on the default KV prefix, which would only add a problem.
+      ...(options.tls ? { tls: { certificates: { dir: options.tls.dir, consulPrefix: '' } } } : {}),
     }),
   )
   const env: NodeJS.ProcessEnv = {}
@@ -149,19 +175,26 @@ export async function startSwitchyardProcess(options: SwitchyardProcessOptions):
     await child.stop()
     throw err
   }
-  return { child, url: `http://127.0.0.1:${port}`, adminUrl }
+  return {
+    child,
+    url: `http://127.0.0.1:${port}`,
+    tlsUrl: tlsPort === null ? undefined : `https://127.0.0.1:${tlsPort}`,
+    adminUrl,
+  }
 }
 
 /**
  * `switchyard serve` as a contender. `args` are extra CLI arguments (a later
  * `--workers N` mode is `switchyardContender('switchyard x2', ['--workers', '2'])`);
- * `dist` runs another compiled tree, to compare two builds in one run.
+ * `dist` runs another compiled tree, to compare two builds in one run; `tls`
+ * adds an https listener with the run's certificate (when the run has one).
  */
 export function switchyardContender(
   name = 'switchyard',
   args: readonly string[] = [],
   what = 'switchyard serve --workers 1 (one process), otherwise the default config',
   dist?: string,
+  tls = false,
 ): Contender {
   return {
     name,
@@ -174,16 +207,43 @@ export function switchyardContender(
       return { ok: true, version: `${await buildVersion(tree)} on node ${process.version}` }
     },
     start: async (ctx) => {
-      const sy = await startSwitchyardProcess({
+      const start = (suffix: string, cert?: BenchCertificate) =>
+        startSwitchyardProcess({
+          name: `${name}${suffix}`,
+          dir: join(ctx.tmp, `${name}${suffix}`.replace(/[^\w.-]+/g, '_')),
+          consulAddress: ctx.consul.info.address,
+          token: ctx.consul.info.proxyToken,
+          args,
+          dist,
+          tls: cert,
+        })
+      const sy = await start('')
+      // The TLS workloads get a second process with an https listener beside
+      // the plain one: the plain workloads and the idle memory keep measuring
+      // the plain configuration (loading TLS and HTTP/2 adds to the idle RSS).
+      let secure: SwitchyardProcess | null = null
+      try {
+        await waitForHttp(`${sy.url}${ctx.probePath}`, START_TIMEOUT_MS, sy.child)
+        if (tls && ctx.tls) {
+          secure = await start(' tls', ctx.tls)
+          await waitForHttps(`${secure.tlsUrl}${ctx.probePath}`, ctx.tls.cert, START_TIMEOUT_MS, secure.child)
+        }
+      } catch (err) {
+        await secure?.child.stop()
+        await sy.child.stop()
+        throw err
+      }
+      return {
         name,
-        dir: join(ctx.tmp, name.replace(/[^\w.-]+/g, '_')),
-        consulAddress: ctx.consul.info.address,
-        token: ctx.consul.info.proxyToken,
-        args,
-        dist,
-      })
-      await waitForHttp(`${sy.url}${ctx.probePath}`, START_TIMEOUT_MS, sy.child)
-      return { name, url: sy.url, pid: sy.child.pid, stop: () => sy.child.stop() }
+        url: sy.url,
+        pid: sy.child.pid,
+        tlsUrl: secure?.tlsUrl,
+        tlsPid: secure?.child.pid,
+        stop: async () => {
+          await secure?.child.stop()
+          await sy.child.stop()
+        },
+      }
     },
   }
 }
@@ -303,12 +363,27 @@ async function versionOf(command: string, args: string[], pattern: RegExp): Prom
 export const nginx: Contender = {
   name: 'nginx',
   role: 'peer',
-  what: 'NGINX (Debian package), upstream keepalive 1024 (no reconnects at 1,000 connections), request bodies streamed (proxy_request_buffering off), access log off, proxy_max_temp_file_size 0',
+  what:
+    'NGINX (Debian package), upstream keepalive 1024 (no reconnects at 1,000 connections), request bodies streamed (proxy_request_buffering off), access log off, proxy_max_temp_file_size 0; ' +
+    'TLS listener `ssl http2`, ssl_protocols TLSv1.2 TLSv1.3, session cache and tickets as NGINX defaults (no shared cache, tickets on)',
   probe: () => versionOf('nginx', ['-v'], /nginx\/(\S+)/),
   start: async (ctx) => {
     const port = await freePort()
+    const tlsPort = ctx.tls ? await freePort() : null
     const upstream = new URL(ctx.backendOrigin)
     const url = `http://127.0.0.1:${port}`
+    const tls =
+      ctx.tls && tlsPort !== null
+        ? `
+    listen 127.0.0.1:${tlsPort} ssl http2;
+    ssl_certificate ${ctx.tls.certFile};
+    ssl_certificate_key ${ctx.tls.keyFile};
+    # Switchyard's versions (TLS 1.2 and 1.3). NGINX 1.22's default list stops
+    # at TLS 1.2 (1.3 joined it in 1.23.4), which would compare TLS 1.2
+    # handshakes, cheaper to resume, with TLS 1.3 ones. Session cache and
+    # tickets stay NGINX's defaults.
+    ssl_protocols TLSv1.2 TLSv1.3;`
+        : ''
     const p = await startNginx({
       name: 'nginx',
       dir: join(ctx.tmp, 'nginx'),
@@ -322,7 +397,7 @@ export const nginx: Contender = {
     keepalive_requests 10000000;
   }
   server {
-    listen 127.0.0.1:${port};
+    listen 127.0.0.1:${port};${tls}
     location / {
       proxy_pass http://backend;
       proxy_http_version 1.1;
@@ -341,20 +416,41 @@ export const nginx: Contender = {
     }
   }`,
     })
-    return { name: 'nginx', url, pid: p.child.pid, stop: () => p.stop() }
+    const tlsUrl = tlsPort === null ? undefined : `https://127.0.0.1:${tlsPort}`
+    if (tlsUrl && ctx.tls) {
+      try {
+        await waitForHttps(`${tlsUrl}${ctx.probePath}`, ctx.tls.cert, START_TIMEOUT_MS, p.child)
+      } catch (err) {
+        await p.stop()
+        throw err
+      }
+    }
+    return { name: 'nginx', url, tlsUrl, pid: p.child.pid, stop: () => p.stop() }
   },
 }
 
 export const haproxy: Contender = {
   name: 'haproxy',
   role: 'peer',
-  what: 'HAProxy (Debian package), HTTP mode, keep-alive both sides (http-reuse safe), no logging',
+  what:
+    'HAProxy (Debian package), HTTP mode, keep-alive both sides (http-reuse safe), no logging; ' +
+    'TLS frontend `ssl crt <pem> alpn h2,http/1.1`, TLS settings and session cache/tickets as HAProxy defaults',
   probe: () => versionOf('haproxy', ['-v'], /HAProxy version (\S+)/),
   start: async (ctx) => {
     const dir = join(ctx.tmp, 'haproxy')
     mkdirSync(dir, { recursive: true })
     const port = await freePort()
+    const tlsPort = ctx.tls ? await freePort() : null
     const upstream = new URL(ctx.backendOrigin)
+    // The same routing behind a TLS bind: HTTP/2 and HTTP/1.1 by ALPN, as the others.
+    const tls =
+      ctx.tls && tlsPort !== null
+        ? `
+frontend bench_tls
+  bind 127.0.0.1:${tlsPort} ssl crt ${ctx.tls.pemFile} alpn h2,http/1.1
+  default_backend backend
+`
+        : ''
     const conf = `# generated by bench/contenders.ts
 global
   nbthread ${ctx.peerWorkers}
@@ -374,7 +470,7 @@ defaults
 frontend bench
   bind 127.0.0.1:${port}
   default_backend backend
-
+${tls}
 backend backend
   server backend ${upstream.host}
 `
@@ -384,13 +480,16 @@ backend backend
       openFiles: 2 * 4096 + 100,
     })
     const url = `http://127.0.0.1:${port}`
+    const tlsUrl = tlsPort === null ? undefined : `https://127.0.0.1:${tlsPort}`
     try {
       await waitForHttp(`${url}${ctx.probePath}`, START_TIMEOUT_MS, child)
+      if (tlsUrl && ctx.tls)
+        await waitForHttps(`${tlsUrl}${ctx.probePath}`, ctx.tls.cert, START_TIMEOUT_MS, child)
     } catch (err) {
       await child.stop()
       throw err
     }
-    return { name: 'haproxy', url, pid: child.pid, stop: () => child.stop() }
+    return { name: 'haproxy', url, tlsUrl, pid: child.pid, stop: () => child.stop() }
   },
 }
 
@@ -499,8 +598,10 @@ export function contenders(dist: string | null = null, compareDist: string | nul
     switchyardContender(
       'switchyard',
       [],
-      `switchyard serve --workers 1 (one process)${from}, otherwise the default config`,
+      `switchyard serve --workers 1 (one process)${from}, otherwise the default config; ` +
+        'the TLS workloads go to a second such process with an https listener (HTTP/2 and HTTP/1.1 by ALPN), certificate from a directory',
       dist ?? undefined,
+      true,
     ),
     // One primary and two proxy workers: on a 2-core box they compete with
     // the load generator and the backend for the same cores (reported as such).

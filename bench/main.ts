@@ -2,7 +2,8 @@
 //   full (default)  bench/results/<machine kind>.md and .json, the committed report
 //   --quick         a sanity run of about a minute, to bench/results/tmp/
 // Flags: --sections throughput,convergence,scale,routing,profile  --profile (adds the profile)
-//        --contenders switchyard,nginx  --no-peers  --tool wrk|autocannon  --seconds N  --warmup N
+//        --contenders switchyard,nginx  --workloads 'small,https small'  --no-peers
+//        --tool wrk|autocannon  --seconds N  --warmup N
 //        --rounds N  --trials N  --peer-workers N  --out <path without extension>
 //        --dist <dist folder>          (the Switchyard build to measure; default ./dist)
 //        --compare-dist <dist folder>  (a second Switchyard from another build, for before/after)
@@ -11,12 +12,23 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { renderMarkdown } from './report.js'
-import { type BenchOptions, type Mode, preset, runBench, SECTIONS, type Section } from './run.js'
+import {
+  type BenchOptions,
+  type Mode,
+  preset,
+  runBench,
+  SECTIONS,
+  type Section,
+  workloadsFor,
+} from './run.js'
 
-const USAGE = `usage: npm run bench -- [--quick] [--sections a,b] [--profile] [--contenders a,b] [--no-peers]
+const USAGE = `usage: npm run bench -- [--quick] [--sections a,b] [--profile] [--contenders a,b] [--workloads a,b] [--no-peers]
                       [--tool wrk|autocannon] [--seconds N] [--warmup N] [--rounds N] [--trials N]
                       [--peer-workers N] [--dist DIR] [--compare-dist DIR] [--out PATH]
-sections: ${SECTIONS.join(', ')}`
+sections: ${SECTIONS.join(', ')}
+workloads: ${workloadsFor(preset('full'))
+  .map((w) => w.name)
+  .join(', ')}`
 
 function positive(name: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined
@@ -33,6 +45,18 @@ function whole(name: string, value: string | undefined): number | undefined {
   return n
 }
 
+/** `--workloads a,b`: names of the throughput workloads, checked against the list. */
+function workloadNames(value: string | undefined): string[] {
+  if (value === undefined) return []
+  const known = workloadsFor(preset('full')).map((w) => w.name)
+  return value.split(',').map((name) => {
+    const trimmed = name.trim()
+    if (!known.includes(trimmed))
+      throw new Error(`--workloads: unknown workload "${trimmed}" (${known.join(', ')})`)
+    return trimmed
+  })
+}
+
 export function parseBenchArgs(argv: readonly string[]): { options: BenchOptions; out: string | null } {
   const { values } = parseArgs({
     args: [...argv],
@@ -42,6 +66,7 @@ export function parseBenchArgs(argv: readonly string[]): { options: BenchOptions
       sections: { type: 'string' },
       profile: { type: 'boolean' },
       contenders: { type: 'string' },
+      workloads: { type: 'string' },
       'no-peers': { type: 'boolean' },
       tool: { type: 'string' },
       seconds: { type: 'string' },
@@ -77,6 +102,7 @@ export function parseBenchArgs(argv: readonly string[]): { options: BenchOptions
     sections,
     peers: values['no-peers'] ? false : base.peers,
     only: values.contenders ? values.contenders.split(',') : [],
+    onlyWorkloads: workloadNames(values.workloads),
     tool: (values.tool as 'wrk' | 'autocannon' | undefined) ?? base.tool,
     seconds: positive('seconds', values.seconds) ?? base.seconds,
     warmupSeconds: whole('warmup', values.warmup) ?? base.warmupSeconds,

@@ -45,6 +45,11 @@ export class Child {
   readonly name: string
   readonly process: ChildProcess
   readonly exited: Promise<number | null>
+  /**
+   * Resolves when stdout and stderr have ended: 'exit' may come before the
+   * last output is read, so a caller that parses the output waits for this too.
+   */
+  readonly outputEnded: Promise<void>
   private tail = ''
 
   constructor(name: string, command: string, args: readonly string[], options: ChildOptions = {}) {
@@ -69,7 +74,10 @@ export class Child {
         resolve(null)
       })
     })
+    const ends: Promise<void>[] = []
     for (const stream of ['stdout', 'stderr'] as const) {
+      const s = child[stream]
+      ends.push(s ? new Promise((resolve) => s.once('close', () => resolve())) : Promise.resolve())
       let partial = ''
       child[stream]?.setEncoding('utf8')
       child[stream]?.on('data', (chunk: string) => {
@@ -80,7 +88,13 @@ export class Child {
         partial = lines.pop() ?? ''
         for (const line of lines) options.onLine(line, stream)
       })
+      // The last line may come without a newline.
+      child[stream]?.on('end', () => {
+        if (partial !== '') options.onLine?.(partial, stream)
+        partial = ''
+      })
     }
+    this.outputEnded = Promise.all(ends).then(() => {})
   }
 
   get pid(): number {
@@ -125,6 +139,8 @@ export async function runToEnd(
   })
   const timer = setTimeout(() => void child.stop(1_000), options.timeoutMs)
   const code = await child.exited
+  // The output read to its end; a grandchild holding the pipes open must not hang the run.
+  await Promise.race([child.outputEnded, sleep(2_000)])
   clearTimeout(timer)
   return { stdout, code }
 }

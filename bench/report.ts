@@ -96,6 +96,7 @@ export function renderMarkdown(report: BenchReport): string {
 
   renderGoals(report, line)
   renderHeadline(report, line)
+  renderTls(report, line)
   renderThroughput(report, line)
   renderMemory(report, line)
   renderEngines(report, line)
@@ -267,7 +268,9 @@ function renderHeadline(report: BenchReport, line: Line): void {
     '| workload | NGINX | Switchyard / NGINX | Switchyard `--workers 2` / NGINX | HAProxy / NGINX | Fabio / NGINX | Switchyard / Fabio |',
   )
   line('| --- | --- | --- | --- | --- | --- | --- |')
-  for (const w of report.workloads) {
+  // TLS workloads have a table of their own (only Switchyard, NGINX and HAProxy run them).
+  const plain = report.workloads.filter((w) => (w.protocol ?? 'http') === 'http')
+  for (const w of plain) {
     const ng = summary(report, w.name, 'nginx')
     if (!summary(report, w.name, SWITCHYARD)) continue
     const base = ng
@@ -281,10 +284,96 @@ function renderHeadline(report: BenchReport, line: Line): void {
   }
   line()
   line(
-    `Workloads: ${report.workloads.map((w) => `**${w.name}**: ${w.what}`).join('; ')}. ` +
+    `Workloads: ${plain.map((w) => `**${w.name}**: ${w.what}`).join('; ')}. ` +
       'The NGINX column gives its own figures (median over the rounds) for scale.',
   )
   line()
+}
+
+const percent = (part: number, whole: number) =>
+  whole === 0 ? 'n/a' : `${Math.round((part / whole) * 100)} %`
+
+/** Share of the probe's handshakes a contender resumed; null without a probe. */
+function resumedShare(report: BenchReport, contender: string): number | null {
+  const t = report.tls?.probes.find((p) => p.contender === contender)?.tally
+  return t && t.handshakes > 0 ? t.resumed / t.handshakes : null
+}
+
+function renderTls(report: BenchReport, line: Line): void {
+  const tlsWorkloads = report.workloads.filter((w) => (w.protocol ?? 'http') !== 'http')
+  const skipped = report.skippedWorkloads ?? []
+  if (!report.throughput || (tlsWorkloads.length === 0 && skipped.length === 0)) return
+  line('## HTTPS and HTTP/2 against NGINX')
+  line()
+  line(
+    `Switchyard, NGINX and HAProxy terminate TLS with the same ${report.tls?.certificate ?? 'certificate'}, in front ` +
+      'of the same plain-HTTP backend and route; each offers HTTP/2 and HTTP/1.1 on its TLS port by ALPN. ' +
+      'Switchyard serves them from a second process with an https listener, so its plain figures and idle ' +
+      'memory stay those of the plain configuration. Each cell: req/s · CPU per request · p99 as ratios to ' +
+      'NGINX (medians of per-round ratios); above 1 is better for req/s, below 1 for CPU and p99.',
+  )
+  line()
+  if (tlsWorkloads.length > 0) {
+    line('| workload | NGINX | Switchyard / NGINX | HAProxy / NGINX |')
+    line('| --- | --- | --- | --- |')
+    for (const w of tlsWorkloads) {
+      const ng = summary(report, w.name, 'nginx')
+      const base = ng
+        ? `${int(ng.rps)} req/s · ${ms(ng.cpuUsPerRequest, 1)} µs · ${ms(ng.p99Ms)} ms`
+        : 'did not run'
+      line(
+        `| ${w.name} | ${base} | ${triple(vs(report, w.name, SWITCHYARD, 'nginx'))} | ` +
+          `${triple(vs(report, w.name, 'haproxy', 'nginx'))} |`,
+      )
+    }
+    line()
+    line(`Workloads: ${tlsWorkloads.map((w) => `**${w.name}**: ${w.what}`).join('; ')}.`)
+    line()
+  }
+  for (const s of skipped) line(`Not run: **${s.name}**, ${s.reason}.`)
+  if (skipped.length > 0) line()
+
+  const probes = report.tls?.probes ?? []
+  if (probes.length > 0) {
+    line(
+      '**Full or resumed handshakes.** In `https handshakes` every request opens a connection, so every ' +
+        'request costs a TLS handshake. wrk offers the session of its previous connection, so a handshake ' +
+        'is resumed (TLS 1.3: a ticket, with a fresh X25519 key exchange but no certificate signature) ' +
+        'when the server gave it a ticket it can use, else full. Which, per contender, comes from one ' +
+        'second of the same client through a relay that reads every ServerHello (the probe, not the ' +
+        'measured windows):',
+    )
+    line()
+    const h2 = (contender: string) =>
+      report.throughput?.samples.find((x) => x.contender === contender && x.load.negotiated)?.load.negotiated
+    line('| contender | handshakes | resumed | full | negotiated (wrk) | negotiated (h2load) |')
+    line('| --- | --- | --- | --- | --- | --- |')
+    for (const p of probes) {
+      const t = p.tally
+      line(
+        `| ${p.contender} | ${int(t.handshakes)} | ${int(t.resumed)} (${percent(t.resumed, t.handshakes)}) | ` +
+          `${int(t.handshakes - t.resumed)} | ${Object.keys(t.negotiated).join(', ') || 'n/a'} | ${h2(p.contender) ?? 'n/a'} |`,
+      )
+    }
+    line()
+    const sy = resumedShare(report, SWITCHYARD)
+    const ng = resumedShare(report, 'nginx')
+    if (sy !== null && ng !== null && Math.abs(sy - ng) > 0.1) {
+      line(
+        `**Different handshakes:** wrk resumed ${Math.round(sy * 100)} % of its handshakes with Switchyard and ` +
+          `${Math.round(ng * 100)} % with NGINX, so the \`https handshakes\` ratios compare different mixes of ` +
+          'full and resumed handshakes, as a client that uses each ticket once would meet them.',
+      )
+      line()
+    }
+  }
+  if (tlsWorkloads.some((w) => w.closeEachRequest)) {
+    line(
+      'Latency in `https handshakes` is wrk’s, from the request’s first byte, after the handshake: the ' +
+        'handshake’s cost shows in req/s and CPU per request (a handshake and a request each), not in p50 or p99.',
+    )
+    line()
+  }
 }
 
 function renderThroughput(report: BenchReport, line: Line): void {

@@ -19,7 +19,7 @@ import {
 } from './contenders.js'
 import { criticalScenario, registerScenario, type ScenarioResult, targetScenario } from './convergence.js'
 import { fleet, fleetCatalog } from './fleet.js'
-import { type LoadTool, wrkVersion } from './load.js'
+import { h2loadVersion, type LoadTool, runLoad, wrkVersion } from './load.js'
 import { describeMachine, type Machine } from './machine.js'
 import { OPTIMISATIONS, type Optimisation } from './optimisations.js'
 import { waitForHttp } from './procs.js'
@@ -27,6 +27,13 @@ import { type ProfileResult, profileSwitchyard } from './profile.js'
 import { BENCH_BUILD_CONFIG, type RoutingResult, routingBench } from './routing.js'
 import { runScale, type ScaleResult } from './scale.js'
 import { runThroughput, type ThroughputResult, type Workload } from './throughput.js'
+import {
+  type BenchCertificate,
+  type HandshakeTally,
+  makeBenchCertificate,
+  opensslVersion,
+  startHandshakeRelay,
+} from './tls.js'
 
 export const SECTIONS = ['throughput', 'convergence', 'scale', 'routing', 'profile'] as const
 export type Section = (typeof SECTIONS)[number]
@@ -39,6 +46,8 @@ export interface BenchOptions {
   readonly peers: boolean
   /** Only these contenders (by name); empty for all. */
   readonly only: readonly string[]
+  /** Only these throughput workloads (by name); empty for all. */
+  readonly onlyWorkloads: readonly string[]
   readonly tool: LoadTool | 'auto'
   readonly seconds: number
   readonly warmupSeconds: number
@@ -73,6 +82,7 @@ export function preset(mode: Mode): BenchOptions {
     mode,
     peers: true,
     only: [],
+    onlyWorkloads: [],
     tool: 'auto' as const,
     connections: 32,
     manyConnections: 1_000,
@@ -84,8 +94,9 @@ export function preset(mode: Mode): BenchOptions {
   }
   switch (mode) {
     case 'full':
-      // About 9 minutes on 2 cores: throughput is 8 contenders x 4 workloads
-      // x (3 rounds of 3 s + a 1 s warm-up), the rest of the sections ~2.5 min.
+      // About 11 minutes on 2 cores: throughput is 8 contenders x 4 plain
+      // workloads and 3 TLS contenders x 3 TLS workloads, each 3 rounds of 3 s
+      // after a 1 s warm-up; the rest of the sections ~2.5 min.
       return {
         ...common,
         sections: ['throughput', 'convergence', 'scale', 'routing'],
@@ -153,6 +164,19 @@ export interface ContenderInfo {
   readonly skipped: string | null
 }
 
+/** What the TLS workloads ran with, and the handshakes wrk made against each contender. */
+export interface TlsInfo {
+  readonly certificate: string
+  readonly openssl: string | null
+  readonly h2load: string | null
+  /**
+   * A short run of the handshake workload's client (wrk, one request per
+   * connection, 4 connections) through a relay that reads each ServerHello:
+   * how many of its handshakes each contender resumed, and what was negotiated.
+   */
+  readonly probes: readonly { readonly contender: string; readonly tally: HandshakeTally }[]
+}
+
 export interface BenchReport {
   readonly startedAt: string
   /** What every throughput contender forwarded to; null when the throughput section did not run. */
@@ -165,6 +189,9 @@ export interface BenchReport {
   readonly consulVersion: string | null
   readonly contenders: readonly ContenderInfo[]
   readonly workloads: readonly Workload[]
+  /** Workloads that did not run, with the reason (a tool that is not installed). */
+  readonly skippedWorkloads: readonly { readonly name: string; readonly reason: string }[]
+  readonly tls: TlsInfo | null
   readonly throughput: ThroughputResult | null
   readonly convergence: readonly ScenarioResult[] | null
   readonly scale: readonly ScaleResult[] | null
@@ -176,9 +203,10 @@ export interface BenchReport {
 
 export function workloadsFor(options: BenchOptions): Workload[] {
   const all: Role[] = ['baseline', 'switchyard', 'peer', 'engine']
+  const tls: Role[] = ['switchyard', 'peer']
   const cap = options.rateCap
   const pace = cap === null ? 'as fast as possible' : `paced to about ${cap} req/s (--smoke)`
-  return [
+  const list: Workload[] = [
     {
       name: 'small',
       what: `GET, 50-byte response body, ${options.connections} connections, ${pace}`,
@@ -213,7 +241,62 @@ export function workloadsFor(options: BenchOptions): Workload[] {
       rate: cap ?? undefined,
       roles: all,
     },
+    // TLS: the contenders with a TLS listener (Switchyard, NGINX, HAProxy),
+    // the run's certificate, the same plain-HTTP backend behind them.
+    {
+      name: 'https small',
+      what: `HTTPS (HTTP/1.1 over TLS, wrk), GET, 50-byte response body, ${options.connections} keep-alive connections, ${pace}`,
+      path: BACKEND_PATHS.small,
+      connections: options.connections,
+      rate: cap ?? undefined,
+      protocol: 'https',
+      roles: tls,
+    },
+    {
+      name: 'https handshakes',
+      what:
+        `HTTPS (wrk), GET, 50-byte response body, \`Connection: close\`: a new connection and TLS handshake for every request, ` +
+        `${options.connections} connections, ${pace}; full or resumed as the TLS section says`,
+      path: BACKEND_PATHS.small,
+      connections: options.connections,
+      rate: cap ?? undefined,
+      protocol: 'https',
+      closeEachRequest: true,
+      roles: tls,
+    },
+    {
+      name: 'h2 small',
+      what: `HTTP/2 over TLS (h2load, ALPN h2), GET, 50-byte response body, ${options.connections} connections × ${H2_STREAMS} streams, ${pace}`,
+      path: BACKEND_PATHS.small,
+      connections: options.connections,
+      rate: cap ?? undefined,
+      protocol: 'h2',
+      streams: H2_STREAMS,
+      roles: tls,
+    },
   ]
+  return list.filter((w) => options.onlyWorkloads.length === 0 || options.onlyWorkloads.includes(w.name))
+}
+
+/** Requests in flight per HTTP/2 connection (h2load -m): streams are what HTTP/2 adds. */
+export const H2_STREAMS = 10
+
+/**
+ * Why a workload cannot run on this machine, or null: TLS needs openssl for
+ * the certificate and wrk (HTTPS) or h2load (HTTP/2) for the load.
+ */
+function workloadBlocker(
+  w: Workload,
+  tools: { wrk: boolean; h2load: boolean; openssl: boolean },
+): string | null {
+  const protocol = w.protocol ?? 'http'
+  if (protocol === 'http') return null
+  if (!tools.openssl) return 'openssl is not installed (it makes the run’s certificate)'
+  if (protocol === 'https' && !tools.wrk) {
+    return 'HTTPS load needs wrk (apt-get install wrk), not autocannon'
+  }
+  if (protocol === 'h2' && !tools.h2load) return 'h2load is not installed (apt-get install nghttp2-client)'
+  return null
 }
 
 export async function runBench(
@@ -232,6 +315,23 @@ export async function runBench(
     `machine: ${machine.cores} cores, ${machine.cpuModel}, node ${machine.node}, load ${machine.loadAverage}`,
   )
   say(`load generator: ${tool === 'wrk' ? wrk : 'autocannon'}`)
+  const [h2load, openssl] = await Promise.all([h2loadVersion(), opensslVersion()])
+  const skippedWorkloads: { name: string; reason: string }[] = []
+  const workloads: Workload[] = []
+  for (const w of workloadsFor(options)) {
+    const reason = workloadBlocker(w, {
+      wrk: tool === 'wrk',
+      h2load: h2load !== null,
+      openssl: openssl !== null,
+    })
+    if (reason === null) workloads.push(w)
+    else {
+      skippedWorkloads.push({ name: w.name, reason })
+      notes.push(`Workload ${w.name} did not run: ${reason}.`)
+      say(`skipping workload ${w.name}: ${reason}`)
+    }
+  }
+  const tlsWanted = workloads.some((w) => (w.protocol ?? 'http') !== 'http')
 
   const wants = (s: Section) => options.sections.includes(s)
   const needsConsul = wants('throughput') || wants('convergence') || wants('profile') || wants('scale')
@@ -272,7 +372,7 @@ export async function runBench(
   let routing: RoutingResult | null = null
   let profile: ProfileResult | null = null
   let backendWhat: string | null = null
-  const workloads = workloadsFor(options)
+  let tls: TlsInfo | null = null
   try {
     if (wants('throughput') || wants('convergence') || wants('profile')) {
       consul = await startBenchConsul()
@@ -296,16 +396,32 @@ export async function runBench(
           port: Number(new URL(backend.url).port),
           tags: ['urlprefix-/bench'],
         })
+        let certificate: BenchCertificate | null = null
+        if (wants('throughput') && tlsWanted) certificate = await makeBenchCertificate(tmp)
         const ctx: BenchContext = {
           tmp,
           consul: c,
           backendOrigin: backend.url,
           probePath: BACKEND_PATHS.small,
           peerWorkers: options.peerWorkers,
+          tls: certificate,
           say,
         }
-        if (wants('throughput'))
-          throughput = await throughputSection(usable, ctx, backend, options, tool, say, notes)
+        if (wants('throughput')) {
+          const probes: TlsInfo['probes'][number][] = []
+          throughput = await throughputSection(
+            usable,
+            ctx,
+            backend,
+            options,
+            workloads,
+            tool,
+            say,
+            notes,
+            probes,
+          )
+          if (certificate) tls = { certificate: certificate.what, openssl, h2load, probes }
+        }
         if (wants('profile')) {
           say(`profile: switchyard with --cpu-prof, ${options.profileSeconds}s of the small workload`)
           mkdirSync(options.artifacts, { recursive: true })
@@ -376,6 +492,8 @@ export async function runBench(
     consulVersion: consul?.version ?? null,
     contenders,
     workloads,
+    skippedWorkloads,
+    tls,
     throughput,
     convergence,
     scale,
@@ -391,9 +509,11 @@ async function throughputSection(
   ctx: BenchContext,
   backend: Running,
   options: BenchOptions,
+  workloads: readonly Workload[],
   tool: LoadTool,
   say: (line: string) => void,
   notes: string[],
+  probes: TlsInfo['probes'][number][],
 ): Promise<ThroughputResult> {
   const running: (Running & { role: Role })[] = []
   try {
@@ -408,6 +528,17 @@ async function throughputSection(
         notes.push(why)
       }
     }
+    if (workloads.some((w) => w.closeEachRequest)) {
+      for (const r of running) {
+        if (!r.tlsUrl) continue
+        const tally = await probeHandshakes(r.tlsUrl, ctx.tmp, options.rateCap)
+        probes.push({ contender: r.name, tally })
+        say(
+          `handshakes of wrk against ${r.name}: ${tally.handshakes}, ${tally.resumed} resumed; ` +
+            Object.keys(tally.negotiated).join(', '),
+        )
+      }
+    }
     return await runThroughput(
       running,
       backend,
@@ -416,7 +547,7 @@ async function throughputSection(
         seconds: options.seconds,
         warmupSeconds: options.warmupSeconds,
         rounds: options.rounds,
-        workloads: workloadsFor(options),
+        workloads,
         scratch: ctx.tmp,
       },
       say,
@@ -488,4 +619,36 @@ async function convergenceSection(
     }
   }
   return results
+}
+
+/**
+ * One second of the handshake workload's client (wrk, `Connection: close`,
+ * 4 connections, paced like the run) through a relay that reads every
+ * ServerHello: whether wrk's handshakes against this contender were full or
+ * resumed. wrk keeps the session of its last connection for the next one,
+ * so the answer depends on the server too (does it send a fresh ticket after
+ * a resumed handshake?), hence one probe per contender.
+ */
+async function probeHandshakes(
+  tlsUrl: string,
+  scratch: string,
+  rate: number | null,
+): Promise<HandshakeTally> {
+  const relay = await startHandshakeRelay(new URL(tlsUrl))
+  try {
+    await runLoad(
+      'wrk',
+      {
+        url: `${relay.url}${BACKEND_PATHS.small}`,
+        connections: 4,
+        seconds: 1,
+        rate: rate ?? undefined,
+        closeEachRequest: true,
+      },
+      scratch,
+    )
+    return relay.tally()
+  } finally {
+    await relay.close()
+  }
 }

@@ -22,6 +22,17 @@ export interface Workload {
   readonly method?: 'GET' | 'POST'
   /** Request body bytes (a POST's). */
   readonly bodyBytes?: number
+  /**
+   * http (the default): plain HTTP/1.1 to the contender's `url`, with the
+   * chosen tool. https: HTTP/1.1 over TLS to its `tlsUrl`, with wrk. h2:
+   * HTTP/2 over TLS (ALPN) to its `tlsUrl`, with h2load. Contenders without a
+   * TLS listener skip the last two.
+   */
+  readonly protocol?: 'http' | 'https' | 'h2'
+  /** A new connection (over TLS: a new handshake) for every request. */
+  readonly closeEachRequest?: boolean
+  /** Requests in flight per connection (h2 only). */
+  readonly streams?: number
   /** Which kinds of contenders run it. */
   readonly roles: readonly Role[]
 }
@@ -114,8 +125,11 @@ export async function runThroughput(
   const run = async (workload: Workload, c: Running, seconds: number, round: number): Promise<Sample> => {
     // The tree is read once: a contender's processes do not change under load,
     // and walking /proc during the window would cost CPU beside it.
-    const pids = c.pid === null ? null : processTree(c.pid)
-    const cpu0 = c.pid === null ? null : treeCpuSeconds(c.pid)
+    const protocol = workload.protocol ?? 'http'
+    // The processes that serve this workload: a contender may serve TLS from others.
+    const pid = protocol === 'http' ? c.pid : (c.tlsPid ?? c.pid)
+    const pids = pid === null ? null : processTree(pid)
+    const cpu0 = pid === null ? null : treeCpuSeconds(pid)
     const backend0 = treeCpuSeconds(backend.pid as number)
     const busy0 = machineBusySeconds()
     let rss: number | null = null
@@ -127,21 +141,23 @@ export async function runThroughput(
     let load: LoadResult
     try {
       load = await runLoad(
-        options.tool,
+        protocol === 'h2' ? 'h2load' : options.tool,
         {
-          url: `${c.url}${workload.path}`,
+          url: `${protocol === 'http' ? c.url : c.tlsUrl}${workload.path}`,
           connections: workload.connections,
           seconds,
           rate: workload.rate,
           method: workload.method,
           bodyBytes: workload.bodyBytes,
+          closeEachRequest: workload.closeEachRequest,
+          streams: workload.streams,
         },
         options.scratch,
       )
     } finally {
       clearInterval(timer)
     }
-    const proxyCpu = cpu0 === null || c.pid === null ? null : treeCpuSeconds(c.pid) - cpu0
+    const proxyCpu = cpu0 === null || pid === null ? null : treeCpuSeconds(pid) - cpu0
     const backendCpu = treeCpuSeconds(backend.pid as number) - backend0
     const busy = machineBusySeconds() - busy0
     const own = (proxyCpu ?? 0) + backendCpu + load.loadgenCpu
@@ -167,7 +183,8 @@ export async function runThroughput(
     if (c.pid !== null) idle.push({ contender: c.name, rssBytes: rssBytesOf(processTree(c.pid)) })
   }
 
-  const eligible = (w: Workload) => contenders.filter((c) => w.roles.includes(c.role))
+  const eligible = (w: Workload) =>
+    contenders.filter((c) => w.roles.includes(c.role) && ((w.protocol ?? 'http') === 'http' || c.tlsUrl))
   if (options.warmupSeconds > 0) {
     say(`warm-up: ${options.warmupSeconds}s per contender and workload`)
     for (const workload of options.workloads) {

@@ -2,8 +2,10 @@
 // machinery at a tiny scale (`--smoke`: one second per contender and workload,
 // paced to 300 req/s so it does not load a machine running other tests; three
 // convergence trials; a 5 x 2 fleet) with every peer that is installed, and
-// checks the report is complete and its figures are positive. No timing is
-// asserted: timings belong in the benchmark's own report, never in a
+// checks the report is complete and its figures are positive. The TLS
+// workloads (HTTPS with wrk, HTTP/2 with h2load) run when their tools are
+// installed and are otherwise reported as skipped, with the reason. No timing
+// is asserted: timings belong in the benchmark's own report, never in a
 // pass/fail test.
 
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -15,6 +17,9 @@ import { preset, runBench } from '../../bench/run.js'
 import { describeWithConsul } from '../harness/context.js'
 
 const WORKLOADS = ['small', '64k', 'post 16k', '1000 conns']
+const TLS_WORKLOADS = ['https small', 'https handshakes', 'h2 small']
+/** The contenders with a TLS listener. */
+const TLS_CONTENDERS = ['switchyard', 'nginx', 'haproxy']
 const PEERS = ['nginx', 'haproxy', 'fabio']
 const ALWAYS = ['direct', 'switchyard', 'switchyard x2', 'node:http+undici', 'http-proxy']
 
@@ -43,13 +48,28 @@ describeWithConsul('benchmark suite, smoke run', () => {
     }
     for (const name of ALWAYS) expect(ran, name).toContain(name)
 
-    // Every contender that ran served every workload, without errors, and
-    // every figure the report is built on is there and positive.
+    // A TLS workload runs, or is skipped with the reason (its tool is not installed).
+    const tlsRan = TLS_WORKLOADS.filter((w) => report.workloads.some((x) => x.name === w))
+    for (const w of TLS_WORKLOADS) {
+      const skipped = report.skippedWorkloads.find((s) => s.name === w)
+      if (tlsRan.includes(w)) expect(skipped, w).toBeUndefined()
+      else {
+        expect(skipped?.reason, w).toMatch(/not installed|needs wrk/)
+        expect(said).toContain(`skipping workload ${w}: ${skipped?.reason}`)
+      }
+    }
+    const secure = ran.filter((c) => TLS_CONTENDERS.includes(c))
+
+    // Every contender that ran served every workload it is meant for, without
+    // errors, and every figure the report is built on is there and positive.
     const t = report.throughput
     expect(t).not.toBeNull()
     const summaries = t?.summaries ?? []
     expect(summaries.map((s) => `${s.workload} ${s.contender}`).sort()).toEqual(
-      WORKLOADS.flatMap((w) => ran.map((c) => `${w} ${c}`)).sort(),
+      [
+        ...WORKLOADS.flatMap((w) => ran.map((c) => `${w} ${c}`)),
+        ...tlsRan.flatMap((w) => secure.map((c) => `${w} ${c}`)),
+      ].sort(),
     )
     for (const sample of t?.samples ?? []) {
       const what = `${sample.workload} ${sample.contender}`
@@ -68,9 +88,24 @@ describeWithConsul('benchmark suite, smoke run', () => {
     }
     for (const i of t?.idle ?? []) expect(i.rssBytes, i.contender).toBeGreaterThan(0)
     expect(t?.idle.map((i) => i.contender)).toContain('switchyard')
+    // HTTP/2 really was HTTP/2: h2load says what ALPN chose.
+    for (const sample of (t?.samples ?? []).filter((s) => s.workload === 'h2 small')) {
+      expect(sample.load.negotiated, sample.contender).toMatch(/^h2 TLSv1\.[23] /)
+    }
+    // The handshake probe saw each TLS contender's handshakes through the relay.
+    if (tlsRan.includes('https handshakes')) {
+      expect(report.tls?.probes.map((p) => p.contender).sort()).toEqual([...secure].sort())
+      for (const p of report.tls?.probes ?? []) {
+        expect(p.tally.handshakes, p.contender).toBeGreaterThan(0)
+        expect(p.tally.unreadable, p.contender).toBe(0)
+        expect(p.tally.resumed, p.contender).toBeLessThanOrEqual(p.tally.handshakes)
+        // TLS 1.3 everywhere: NGINX is configured for it, the others default to it.
+        expect(Object.keys(p.tally.negotiated).join(','), p.contender).toMatch(/^TLSv1\.3 /)
+      }
+    }
     // Per-round ratios to NGINX whenever NGINX ran.
     if (ran.includes('nginx')) {
-      for (const w of WORKLOADS) {
+      for (const w of [...WORKLOADS, ...tlsRan]) {
         const vs = summaries.find((s) => s.workload === w && s.contender === 'switchyard')?.vs.nginx
         expect(vs?.rps, w).toBeGreaterThan(0)
         expect(vs?.p99Ms, w).toBeGreaterThan(0)
@@ -101,6 +136,10 @@ describeWithConsul('benchmark suite, smoke run', () => {
     expect(report.profile?.functions.length).toBeGreaterThan(0)
 
     const markdown = renderMarkdown(report)
+    if (tlsRan.length > 0) {
+      expect(markdown).toContain('## HTTPS and HTTP/2 against NGINX')
+      for (const w of tlsRan) expect(markdown).toMatch(new RegExp(`^\\| ${w} \\| `, 'm'))
+    }
     for (const heading of [
       '## Machine',
       '## Goals',
@@ -124,12 +163,19 @@ describeWithConsul('benchmark suite, smoke run', () => {
       expect(markdown).toContain(goal)
     }
     // Every figure has its ratio to NGINX beside it: a number when NGINX ran,
-    // stated as missing (never invented) when it did not.
-    const row = markdown.split('\n').find((l) => l.startsWith('| switchyard | ') && /\| [\d,]+ \| /.test(l))
-    expect(row).toMatch(
-      ran.includes('nginx')
-        ? /^\| switchyard \| [\d,]+ \| \d+\.\d\d× \|/
-        : /^\| switchyard \| [\d,]+ \| n\/a \|/,
+    // stated as missing (never invented) when it did not; in every workload's table.
+    const detail = markdown.slice(
+      markdown.indexOf('## Throughput and latency'),
+      markdown.indexOf('## Memory at rest'),
     )
+    const rows = detail.split('\n').filter((l) => l.startsWith('| switchyard | ') && /\| [\d,]+ \| /.test(l))
+    expect(rows).toHaveLength(WORKLOADS.length + tlsRan.length)
+    for (const row of rows) {
+      expect(row).toMatch(
+        ran.includes('nginx')
+          ? /^\| switchyard \| [\d,]+ \| \d+\.\d\d× \|/
+          : /^\| switchyard \| [\d,]+ \| n\/a \|/,
+      )
+    }
   }, 180_000)
 })
