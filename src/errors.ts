@@ -51,6 +51,16 @@ export const ERROR_CODES = {
   SWY_ERR_AUTH_SCHEME: 'An auth= option names no proxy.auth scheme; the route refuses every request (503).',
   SWY_ERR_FABIO_CONFIG:
     'A line of the Fabio route overrides in KV (routing.fabio.kvPath) is invalid; it is ignored.',
+  SWY_ERR_STICKY_KEY:
+    'A target asks for sticky versions and routing.stickyKeyFile is not set; the split applies without stickiness.',
+  SWY_ERR_ROLLOUT_ACTIVE:
+    'A rollout of the service is running or paused already; a second one is refused (rollout status, rollout abort). Exit code 2.',
+  SWY_ERR_ROLLOUT_FAILED:
+    'A rollout step crossed a threshold (error rate, p99, too few requests): the target before the rollout was written back. Exit code 1.',
+  SWY_ERR_ROLLOUT_STOPPED:
+    'A rollout stopped before its end: aborted, or the target was changed by someone else. Exit code 1.',
+  SWY_ERR_METRICS:
+    'The rollout could not read the metrics it checks (a proxy admin /metrics or the Prometheus URL).',
 } as const
 
 export type ErrorCode = keyof typeof ERROR_CODES

@@ -239,6 +239,8 @@ function stateReason(i: InstanceView, targets: ReadonlyMap<string, TargetView>):
       return 'weight 0'
     case 'not-selected':
       return `not in target ${targets.get(i.service)?.effective ?? ''}`.trim()
+    case 'match-only':
+      return 'gets only the requests a match rule of the target sends to its version'
   }
 }
 
@@ -326,7 +328,7 @@ td.name { font-weight: 600; }
 .state.serving { color: var(--ok); }
 .state.bad, .state.unhealthy { color: var(--bad); }
 .state.maintenance { color: var(--warn); }
-.state.not-selected, .state.zero-weight { color: var(--muted); }
+.state.not-selected, .state.zero-weight, .state.match-only { color: var(--muted); }
 tr.unhealthy td, tr.maintenance td, tr.not-selected td, tr.zero-weight td { color: #4b535c; }
 article.route { margin-bottom: 18px; }
 #lost { position: sticky; top: 0; background: var(--bad-bg); color: var(--bad); padding: 6px 20px; font-weight: 600; }
