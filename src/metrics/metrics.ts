@@ -83,6 +83,19 @@ export class SwitchyardMetrics {
         () => counters.durationSeries(),
       ),
     )
+    registry.registerMetric(
+      new CellHistogram(
+        {
+          name: 'switchyard_version_request_duration_seconds',
+          help: 'Time from the request arriving to the response ending, by service and instance version over all routes: what a canary is compared on.',
+          labelNames: ['service', 'version'],
+          buckets: [...DURATION_BUCKETS],
+          registers: [],
+        },
+        () => counters.versionDurationSeries(),
+        (d) => ({ service: d.service, version: d.version }),
+      ),
+    )
     new Counter({
       name: 'switchyard_upstream_errors_total',
       help: 'Failed exchanges with an instance, by service and reason (connect, timeout, reset, busy: no free connection).',
@@ -269,7 +282,10 @@ export class SwitchyardMetrics {
   }
 }
 
-type DurationLabel = 'service' | 'route' | 'le'
+type DurationLabel = 'service' | 'route' | 'version' | 'le'
+
+/** The cells of one label set of a CellHistogram. */
+type CellSeries = Pick<DurationSeries, 'buckets' | 'sum' | 'count'>
 
 /**
  * A histogram whose buckets live in RequestCounters cells: prom-client's own
@@ -277,16 +293,22 @@ type DurationLabel = 'service' | 'route' | 'le'
  * same shape a prom-client Histogram reports (so registries and the cluster
  * aggregator treat it as one).
  */
-class CellHistogram extends Histogram<DurationLabel> {
-  private readonly source: () => Iterable<DurationSeries>
+class CellHistogram<S extends CellSeries = DurationSeries> extends Histogram<DurationLabel> {
+  private readonly source: () => Iterable<S>
+  private readonly labelsOf: (series: S) => Partial<Record<DurationLabel, string>>
   private readonly meta: { name: string; help: string }
 
   constructor(
     config: ConstructorParameters<typeof Histogram<DurationLabel>>[0],
-    source: () => Iterable<DurationSeries>,
+    source: () => Iterable<S>,
+    labelsOf: (series: S) => Partial<Record<DurationLabel, string>> = (d) => {
+      const { service, route } = d as unknown as DurationSeries
+      return { service, route }
+    },
   ) {
     super(config)
     this.source = source
+    this.labelsOf = labelsOf
     this.meta = { name: config.name, help: config.help }
   }
 
@@ -307,7 +329,7 @@ class CellHistogram extends Histogram<DurationLabel> {
       metricName: string
     }[] = []
     for (const d of this.source()) {
-      const labels = { service: d.service, route: d.route }
+      const labels = this.labelsOf(d)
       let cumulative = 0
       DURATION_BUCKETS.forEach((le, i) => {
         cumulative += d.buckets[i] ?? 0

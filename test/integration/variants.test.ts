@@ -61,6 +61,7 @@ describeWithConsul('match rules and sticky versions', (consul) => {
       desired: string
       ready: boolean
       reason: string
+      versions: { version: string; requests: number; successRate: number | null; p99Ms: number | null }[]
     }[]
     return targets.find((t) => t.service === web)
   }
@@ -99,6 +100,17 @@ describeWithConsul('match rules and sticky versions', (consul) => {
     expect(new Set(cookie.map((r) => r.body))).toEqual(new Set(['canary']))
     expect(new Set([...plain, ...near].map((r) => r.body))).toEqual(new Set(['stable']))
     expect(await targetView()).toMatchObject({ ready: true })
+    // What an operator watching the canary sees: per version, from this proxy's counters.
+    const versions = (await targetView())?.versions ?? []
+    expect(versions.map((v) => v.version)).toEqual(['1.6.0', '1.7.0'])
+    expect(versions.find((v) => v.version === '1.7.0')).toMatchObject({ successRate: 1 })
+    expect(versions.find((v) => v.version === '1.7.0')?.requests).toBeGreaterThanOrEqual(200)
+    expect(versions.find((v) => v.version === '1.6.0')?.requests).toBeGreaterThanOrEqual(200)
+    expect(versions.every((v) => typeof v.p99Ms === 'number' && v.p99Ms < 1000)).toBe(true)
+    const page = (await proxy.admin('/')).body
+    expect(page).toMatch(
+      /data-version="1\.7\.0"><code>1\.7\.0<\/code> <b>100%<\/b> ok &middot; p99 <b>[\d.]+ ms<\/b>/,
+    )
   })
 
   it('1.7.0 unhealthy: matching requests fall back to 1.6.0 with no error, and the target is not ready', async () => {
