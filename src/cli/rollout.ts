@@ -228,7 +228,7 @@ export async function rolloutStart(ctx: Context, service: string, flags: FlagVal
   }
   ctx.out(
     `${service}: rollout to ${plan.to} in steps of ${plan.steps.map((s) => `${s} %`).join(', ')}, every ${formatSeconds(plan.intervalMs)}; ` +
-      `limits: error rate ${percent(plan.thresholds.maxErrorRate)}${plan.thresholds.maxP99 === null ? '' : `, p99 ${formatSeconds(plan.thresholds.maxP99 * 1000)}`}, at least ${plan.thresholds.minRequests} requests; metrics from ${source.name}`,
+      `limits: error rate ${percent(plan.thresholds.maxErrorRate)}${plan.thresholds.maxP99 === null ? '' : `, p99 ${Number((plan.thresholds.maxP99 * 1000).toFixed(1))} ms`}, at least ${plan.thresholds.minRequests} requests; metrics from ${source.name}`,
   )
   ctx.out(`  from: ${before.value} (key ${key}, modify index ${before.modifyIndex}); record ${recordKey}`)
   return new Runner(
