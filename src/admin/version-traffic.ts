@@ -35,6 +35,12 @@ const EVERY_MS = 5_000
 const KEEP_MS = 60_000
 /** A window shorter than this says too little to show. */
 const MIN_WINDOW_MS = 4_000
+/**
+ * A reading this recent answers again: `target get --wait` and a rollout poll
+ * /api/targets several times a second, and each reading collects every metric
+ * (of every worker).
+ */
+const FRESH_MS = 1_000
 
 export class VersionTraffic {
   private readonly metrics: () => Promise<{ body: string }>
@@ -94,9 +100,14 @@ export class VersionTraffic {
     return out
   }
 
+  private latest: { at: number; traffic: TrafficByVersion } | null = null
+
   private async read(): Promise<TrafficByVersion> {
+    const fresh = this.latest
+    if (fresh !== null && this.clock.now() - fresh.at < FRESH_MS) return fresh.traffic
     const traffic = trafficByVersion(parsePrometheusText((await this.metrics()).body))
     const now = this.clock.now()
+    this.latest = { at: now, traffic }
     const last = this.readings[this.readings.length - 1]
     if (last === undefined || now - last.at >= EVERY_MS) this.readings.push({ at: now, traffic })
     this.readings = this.readings.filter((r) => now - r.at <= KEEP_MS)

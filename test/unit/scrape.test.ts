@@ -102,3 +102,30 @@ describe('per-version traffic from the metrics of a real table', () => {
     expect(restarted.requests).toBe(before.get('web')?.get('1.7.0')?.requests)
   })
 })
+
+describe('VersionTraffic (status page and /api/targets)', () => {
+  it('shows totals at once and the last minute once readings are far enough apart', async () => {
+    const { VersionTraffic } = await import('../../src/admin/version-traffic.js')
+    const instances = [instance('shop', ['urlprefix-/shop'], { meta: { version: '2.0' } })]
+    const { table } = buildRouteTable({ services: new Map([['shop', instances]]) }, [], BUILD)
+    const store = new TableStore()
+    store.swap(table, { added: [], removed: [] }, 0)
+    const metrics = new SwitchyardMetrics({ store, status, defaultMetrics: false })
+    const route = table.routes[0] as Route
+    const backend = route.backends[0] as Route['backends'][number]
+    let now = 1_000_000
+    const clock = { now: () => now, sleep: async () => {} }
+    const traffic = new VersionTraffic(() => metrics.text(), clock)
+    for (let i = 0; i < 10; i++) metrics.observer.request(route, backend, 200, 0.01, null as never)
+    const first = (await traffic.view()).get('shop')
+    expect(first).toEqual([{ version: '2.0', requests: 10, successRate: 1, p99Ms: 24.8, recent: null }])
+    now += 30_000
+    for (let i = 0; i < 3; i++) metrics.observer.request(route, backend, 503, 0.01, null as never)
+    metrics.observer.request(route, backend, 200, 0.01, null as never)
+    const later = (await traffic.view()).get('shop')?.[0]
+    expect(later).toMatchObject({
+      requests: 14,
+      recent: { seconds: 30, requests: 4, requestsPerSecond: 0.13, successRate: 0.25 },
+    })
+  })
+})
