@@ -27,7 +27,7 @@ export function chooseVariant(
   head: RequestHead,
   signer: StickySigner | null,
   pick: (pool: Pickable) => Backend | null,
-  random: () => number = Math.random,
+  place: (slice: string) => number = spread,
 ): VariantChoice | null {
   for (const rule of variants.rules) {
     const hit =
@@ -63,7 +63,8 @@ export function chooseVariant(
   const from = at <= 0 ? 0 : (split.versions[at - 1]?.upTo as number)
   const to = split.versions[at]?.upTo ?? from
   if (at === -1 || to <= from) return { backend, pool: route, setCookie: null }
-  const bucket = from + Math.min(to - from - 1, Math.floor(random() * (to - from)))
+  const bucket =
+    from + Math.min(to - from - 1, Math.floor(place(`${split.cookie} ${backend.version}`) * (to - from)))
   const value = signer.value(split.service, backend.version, bucket)
   return {
     backend,
@@ -71,6 +72,22 @@ export function chooseVariant(
     setCookie: signer.setCookie(split.cookie, value, secure),
   }
 }
+
+/**
+ * Where in its version's slice the next new client lands, in [0, 1): per
+ * slice, steps of the golden ratio from a random start. The clients of a
+ * slice then cover it evenly (random draws would leave clumps and gaps), so
+ * when the weights change, the share of clients that moves is the share that
+ * should, not a random one near it.
+ */
+export function spread(slice: string): number {
+  if (positions.size > 10_000) positions.clear()
+  const at = positions.get(slice) ?? Math.random()
+  positions.set(slice, (at + GOLDEN) % 1)
+  return at
+}
+const GOLDEN = 0.6180339887498949
+const positions = new Map<string, number>()
 
 /** The version slice a bucket falls in. */
 export function sliceOf(split: StickySplit, bucket: number): StickySplit['versions'][number] {

@@ -2,10 +2,13 @@
 // real backends, with the proxy on the read-only token.
 
 import { mkdtempSync, writeFileSync } from 'node:fs'
+import { connect as h2connect } from 'node:http2'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { createSecureContext } from 'node:tls'
 import { Agent, request } from 'undici'
 import { afterAll, beforeAll, expect, it } from 'vitest'
+import { createTestCa, type TestCa } from '../harness/certs.js'
 import { ConsulApi } from '../harness/consul-api.js'
 import { describeWithConsul } from '../harness/context.js'
 import { startTestProxy, type TestProxy } from '../harness/switchyard.js'
@@ -21,6 +24,7 @@ describeWithConsul('match rules and sticky versions', (consul) => {
   const canaryId = `${web}-c1`
   let upstreams: Upstream[] = []
   let proxy: TestProxy
+  let ca: TestCa
   const dispatcher = new Agent({ connections: 32, keepAliveTimeout: 10_000 })
 
   beforeAll(async () => {
@@ -32,9 +36,27 @@ describeWithConsul('match rules and sticky versions', (consul) => {
     const dir = mkdtempSync(join(tmpdir(), 'swy-sticky-'))
     const keyFile = join(dir, 'sticky.key')
     writeFileSync(keyFile, `${'k'.repeat(40)}\n`, { mode: 0o600 })
-    proxy = await startTestProxy(consul, {
-      routing: { tagPrefix: prefix, targetPrefix, stickyKeyFile: keyFile },
-    })
+    ca = createTestCa()
+    const leaf = ca.leaf(['a.example.test'])
+    proxy = await startTestProxy(
+      consul,
+      {
+        routing: { tagPrefix: prefix, targetPrefix, stickyKeyFile: keyFile },
+        proxy: {
+          listeners: [
+            { address: '127.0.0.1:0', protocol: 'http' },
+            { address: '127.0.0.1:0', protocol: 'https' },
+          ],
+        },
+      },
+      {
+        tls: {
+          serverOptions: () => ({ cert: leaf.cert, key: leaf.key }),
+          secureContextFor: () => createSecureContext({ cert: leaf.cert, key: leaf.key }),
+          onChange() {},
+        },
+      },
+    )
   })
 
   afterAll(async () => {
@@ -43,6 +65,7 @@ describeWithConsul('match rules and sticky versions', (consul) => {
     await api.kvDelete(`${targetPrefix}?recurse`).catch(() => {})
     await Promise.all(upstreams.map((u) => u.close()))
     await dispatcher.close()
+    ca?.remove()
   })
 
   async function get(headers: Record<string, string> = {}) {
@@ -182,5 +205,52 @@ describeWithConsul('match rules and sticky versions', (consul) => {
     expect(Math.abs(report('50/50', second) - 0.5)).toBeLessThanOrEqual(0.03)
     // Re-balanced, not re-shuffled: no client of 1.7.0 went back to 1.6.0.
     expect(first.filter((s, c) => s[0] === 'canary' && second[c]?.[0] !== 'canary')).toEqual([])
+  })
+
+  it('over HTTP/2: cookie fields are joined before matching, and the sticky cookie is Secure and pins', async () => {
+    const session = h2connect(proxy.app.proxyUrls[1] as string, { ca: ca.ca, servername: 'a.example.test' })
+    session.on('error', () => {})
+    const call = (headers: Record<string, string | string[]>) =>
+      new Promise<{ headers: Record<string, unknown>; body: string }>((resolve, reject) => {
+        const stream = session.request({ ':path': '/web', ':authority': 'a.example.test', ...headers })
+        let body = ''
+        let head: Record<string, unknown> = {}
+        stream.on('response', (h) => {
+          head = h
+        })
+        stream.on('data', (c: Buffer) => {
+          body += c
+        })
+        stream.on('end', () => resolve({ headers: head, body }))
+        stream.on('error', reject)
+      })
+    try {
+      // The sticky 50/50 split of the test before: a Secure cookie, then the same version.
+      const first = await call({})
+      const setCookie = (first.headers['set-cookie'] as string[] | undefined)?.[0] ?? ''
+      expect(setCookie).toMatch(
+        /^switchyard_[\w-]+=\S+; Path=\/; Max-Age=86400; HttpOnly; SameSite=Lax; Secure$/,
+      )
+      const cookie = setCookie.split(';')[0] as string
+      for (let i = 0; i < 10; i++) {
+        const again = await call({ cookie: ['session=1', cookie] })
+        expect(again.body).toBe(first.body)
+        expect(again.headers['set-cookie']).toBeUndefined()
+      }
+      await api.kvPut(
+        key,
+        JSON.stringify({
+          version: '1.6.0',
+          match: [{ cookie: 'canary', equals: 'always', version: '1.7.0' }],
+        }),
+      )
+      // HTTP/2 sends each cookie as its own field; the rule still sees `canary`.
+      await eventually(async () =>
+        expect((await call({ cookie: ['a=b', 'canary=always'] })).body).toBe('canary'),
+      )
+      expect((await call({ cookie: ['a=b', 'canary=never'] })).body).toBe('stable')
+    } finally {
+      session.close()
+    }
   })
 })

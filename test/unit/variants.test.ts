@@ -272,7 +272,8 @@ describe('sticky versions on the request path', () => {
     }
     split({ '1.6.0': 50, '1.7.0': 50 }, first)
     const after = cookies.map((cookie) => send(cookie))
-    expect(Math.abs(share(after.map((a) => a.version)) - 0.5)).toBeLessThan(0.03)
+    // Buckets spread evenly over each slice: the share that moves is the share that should.
+    expect(Math.abs(share(after.map((a) => a.version)) - 0.5)).toBeLessThan(0.005)
     // Nobody moved back from the canary; those who moved got a new cookie naming it.
     after.forEach((a, c) => {
       if (firstSeen[c] === '1.7.0') expect(a.version).toBe('1.7.0')
