@@ -320,7 +320,14 @@ class Runner {
         `${label}: the target was changed by someone else since the rollout wrote it (now ${now.value ?? 'no key'}, modify index ${now.modifyIndex}); the rollout stops and leaves it as it is`,
       )
     }
-    this.lastIndex = (await readKey(ctx.client, this.key)).modifyIndex
+    const written = await readKey(ctx.client, this.key)
+    // Someone else's write right after ours must not be taken for ours (and overwritten later).
+    if (written.value !== json)
+      throw new SwitchyardError(
+        'SWY_ERR_ROLLOUT_STOPPED',
+        `${label}: the target was changed by someone else right after the rollout wrote it (now ${written.value ?? 'no key'}); the rollout stops and leaves it as it is`,
+      )
+    this.lastIndex = written.modifyIndex
     ctx.out(`${service}: ${label}: ${json} (modify index ${this.lastIndex})`)
     await updateRecord(ctx, this.recordKey, (r) => {
       if (r.state === 'aborted') return r

@@ -295,4 +295,41 @@ describeWithConsul('switchyard rollout', (consul) => {
     }
     expect(traffic.samples.filter((s) => s.status !== 200)).toEqual([])
   })
+
+  it('stops, leaving the target alone, when someone else changes the target during a step', async () => {
+    await api.kvPut(key, JSON.stringify({ version: '1.6.0' }))
+    const traffic = load()
+    try {
+      const running = cli([
+        'rollout',
+        web,
+        '--to',
+        '1.7.0',
+        '--steps',
+        '50,100',
+        '--interval',
+        '2s',
+        '--min-requests',
+        '1',
+        '--admin',
+        proxy.app.adminUrl,
+      ])
+      await eventually(
+        async () => expect(await record()).toMatchObject({ state: 'running', step: 0 }),
+        15_000,
+        50,
+      )
+      // Another operator takes over in the middle of the step.
+      await api.kvPut(key, JSON.stringify({ version: '1.7.0' }))
+      const run = await running
+      expect(run.code).toBe(1)
+      expect(run.stderr).toContain(
+        'SWY_ERR_ROLLOUT_STOPPED: step 2/2 (100 % to 1.7.0): the target was changed by someone else since the rollout wrote it (now {"version":"1.7.0"}',
+      )
+      expect(await value()).toBe('{"version":"1.7.0"}')
+      expect(await record()).toMatchObject({ state: 'interrupted' })
+    } finally {
+      await traffic.stop()
+    }
+  })
 })
