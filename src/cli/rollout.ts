@@ -14,7 +14,7 @@
 import { hostname } from 'node:os'
 import { setTimeout as delay } from 'node:timers/promises'
 import type { CommandFlags, FlagValues } from '../config/load.js'
-import { readKey } from '../consul/kv.js'
+import { type KvEntry, readKey } from '../consul/kv.js'
 import { ConsulHttpError, SwitchyardError, TargetRefusedError, UsageError } from '../errors.js'
 import type { VersionSummary } from '../metrics/scrape.js'
 import { type MetricsSource, prometheusMetrics, proxyMetrics } from '../rollout/metrics-source.js'
@@ -248,6 +248,8 @@ export async function rolloutStart(ctx: Context, service: string, flags: FlagVal
 class Runner {
   private lastIndex: number
   private signal: NodeJS.Signals | null = null
+  /** The step in progress, as messages name it. */
+  private label = 'before the first step'
 
   constructor(
     private readonly ctx: Context,
@@ -307,19 +309,9 @@ class Runner {
     const json = JSON.stringify(body)
     const parsed = parseTarget(json)
     if (!parsed.ok) throw new Error(`rollout built an invalid target ${json}: ${parsed.error}`)
+    this.label = label
     await this.checkStop()
-    if (!(await casPut(ctx, this.key, json, this.lastIndex))) {
-      const now = await readKey(ctx.client, this.key)
-      await updateRecord(ctx, this.recordKey, (r) => ({
-        ...r,
-        state: 'interrupted',
-        message: `${label}: the target was changed by someone else (${now.value ?? 'deleted'}); left as it is`,
-      }))
-      throw new SwitchyardError(
-        'SWY_ERR_ROLLOUT_STOPPED',
-        `${label}: the target was changed by someone else since the rollout wrote it (now ${now.value ?? 'no key'}, modify index ${now.modifyIndex}); the rollout stops and leaves it as it is`,
-      )
-    }
+    if (!(await casPut(ctx, this.key, json, this.lastIndex))) return this.interrupted()
     const written = await readKey(ctx.client, this.key)
     // Someone else's write right after ours must not be taken for ours (and overwritten later).
     if (written.value !== json)
@@ -435,11 +427,35 @@ class Runner {
     }
   }
 
+  /**
+   * Throws when the rollout must stop: a signal, an abort from another shell,
+   * or a target someone else changed since the rollout wrote it (which is
+   * then theirs: the rollout leaves it alone).
+   */
   private async checkStop(): Promise<void> {
     if (this.signal !== null) throw new Stop('signal', `interrupted (${this.signal})`)
-    const { record } = await readRecord(this.ctx, this.recordKey)
+    const [{ record }, target] = await Promise.all([
+      readRecord(this.ctx, this.recordKey),
+      readKey(this.ctx.client, this.key),
+    ])
     if (record?.state === 'aborted')
       throw new Stop('abort', `aborted with switchyard rollout abort ${this.service}`)
+    if (target.modifyIndex !== this.lastIndex) return this.interrupted(target)
+  }
+
+  /** Someone else wrote the target: the rollout records it and stops without touching it. */
+  private async interrupted(seen?: KvEntry): Promise<never> {
+    const now = seen ?? (await readKey(this.ctx.client, this.key))
+    const what = `the target was changed by someone else since the rollout wrote it (now ${now.value ?? 'no key'}, modify index ${now.modifyIndex})`
+    await updateRecord(this.ctx, this.recordKey, (r) => ({
+      ...r,
+      state: 'interrupted',
+      message: `${this.label}: ${what}; left as it is`,
+    }))
+    throw new SwitchyardError(
+      'SWY_ERR_ROLLOUT_STOPPED',
+      `${this.label}: ${what}; the rollout stops and leaves it as it is`,
+    )
   }
 }
 

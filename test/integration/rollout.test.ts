@@ -319,13 +319,16 @@ describeWithConsul('switchyard rollout', (consul) => {
         15_000,
         50,
       )
-      // Another operator takes over in the middle of the step.
+      // Another operator takes over in the middle of the step; the rollout notices within a second.
       await api.kvPut(key, JSON.stringify({ version: '1.7.0' }))
+      const changedAt = Date.now()
       const run = await running
+      expect(Date.now() - changedAt).toBeLessThan(5_000)
       expect(run.code).toBe(1)
       expect(run.stderr).toContain(
-        'SWY_ERR_ROLLOUT_STOPPED: step 2/2 (100 % to 1.7.0): the target was changed by someone else since the rollout wrote it (now {"version":"1.7.0"}',
+        'SWY_ERR_ROLLOUT_STOPPED: step 1/2 (50 % to 1.7.0): the target was changed by someone else since the rollout wrote it (now {"version":"1.7.0"}',
       )
+      expect(run.stdout).not.toContain('step 2/2')
       expect(await value()).toBe('{"version":"1.7.0"}')
       expect(await record()).toMatchObject({ state: 'interrupted' })
     } finally {
