@@ -119,6 +119,26 @@ export const ERRORS = {
     meaning:
       'An Upgrade to another protocol than WebSocket, on a request with a body: only WebSocket is tunnelled.',
   },
+  SWY_ERR_STICKY_KEY: {
+    meaning:
+      'A target asks for sticky versions and routing.stickyKeyFile is not set; the split applies without stickiness.',
+  },
+  SWY_ERR_ROLLOUT_ACTIVE: {
+    meaning:
+      'A rollout of the service is running or paused already; a second one is refused (rollout status, rollout abort). Exit code 2.',
+  },
+  SWY_ERR_ROLLOUT_FAILED: {
+    meaning:
+      'A rollout step crossed a threshold (error rate, p99, too few requests): the target before the rollout was written back. Exit code 1.',
+  },
+  SWY_ERR_ROLLOUT_STOPPED: {
+    meaning:
+      'A rollout stopped before its end: aborted, or the target was changed by someone else. Exit code 1.',
+  },
+  SWY_ERR_METRICS: {
+    meaning:
+      'The rollout could not read the metrics it checks (a proxy admin /metrics or the Prometheus URL).',
+  },
 } as const satisfies Record<string, { readonly status?: number; readonly meaning: string }>
 
 export type ErrorCode = keyof typeof ERRORS

@@ -4,8 +4,9 @@
 // 1.0 and green 2.0, two each, with HTTP health checks and `urlprefix-/demo`
 // tags — and `switchyard serve` with a read-only token. Then it moves traffic
 // 100/0 → 90/10 → 0/100 with the operator command, showing live counts per
-// version, fails one instance's health check to show it leave the pool, and
-// keeps going until Ctrl-C. Everything it started is stopped on exit.
+// version, fails one instance's health check to show it leave the pool, rolls
+// back to blue with a metric-guarded `switchyard rollout`, and keeps going
+// until Ctrl-C. Everything it started is stopped on exit.
 //
 // `--ci` runs the same steps with fixed request counts, checks the splits it
 // printed, and exits 0 only if they are right.
@@ -21,6 +22,7 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
+import { createInterface } from 'node:readline'
 import { setTimeout as delay } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
@@ -351,12 +353,56 @@ async function main(): Promise<number> {
   )
   say()
 
+  say(
+    '6. A guarded rollout back to blue (1.0): 25 %, 50 %, 100 %, each step checked for 2 s against a 1 % error rate and a 500 ms p99:',
+  )
+  const rolloutArgs = [
+    'rollout',
+    'demo',
+    '--to',
+    '1.0',
+    '--steps',
+    '25,50,100',
+    '--interval',
+    '2s',
+    '--min-requests',
+    '20',
+    '--max-error-rate',
+    '1%',
+    '--max-p99',
+    '500ms',
+    '--admin',
+    admin,
+  ]
+  say(`$ switchyard ${rolloutArgs.join(' ')}`)
+  const rolloutView = live(['1.0', '2.0'])
+  const rollout = spawn(process.execPath, [CLI, ...rolloutArgs], {
+    env: { ...env, CONSUL_HTTP_TOKEN: operator.secret },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  cleanups.unshift(() => {
+    if (rollout.exitCode === null) rollout.kill('SIGTERM')
+  })
+  // Its lines appear above the live bars as the steps go by.
+  for (const stream of [rollout.stdout, rollout.stderr])
+    createInterface({ input: stream }).on('line', (line) => rolloutView.announce(`  ${line}`))
+  const rolledOut = once(rollout, 'exit') as Promise<[number | null]>
+  const during = await traffic(proxy, dispatcher, byVersion, { until: rolledOut, view: rolloutView })
+  final(during, ['1.0', '2.0'])
+  const [rolloutCode] = await rolledOut
+  expect(rolloutCode === 0, 'phase 6: the rollout should go through every step')
+  expect(
+    during.get('HTTP 502') === undefined && during.get('HTTP 503') === undefined,
+    'phase 6: no request should fail',
+  )
+  say()
+
   if (CI) {
     if (failures.length > 0) {
       for (const f of failures) say(`demo check FAILED: ${f}`)
       return 1
     }
-    say('demo: all checks passed (100/0, 90/10, 0/100, failed instance left the pool)')
+    say('demo: all checks passed (100/0, 90/10, 0/100, failed instance left the pool, guarded rollout)')
     return 0
   }
 
@@ -364,6 +410,9 @@ async function main(): Promise<number> {
   say(`  CONSUL_HTTP_ADDR=${consul.address} CONSUL_HTTP_TOKEN=${operator.secret} \\`)
   say(`    npx switchyard target set demo --version 1.0 --wait --admin ${admin}`)
   say(`    npx switchyard target toggle demo --wait --admin ${admin}     # then blue/green, back and forth`)
+  say(
+    `    npx switchyard rollout demo --to 2.0 --interval 5s --admin ${admin}     # and watch the status page`,
+  )
   say()
   finishing = true
   const view = live(['1.0/blue-1', '1.0/blue-2', '2.0/green-1', '2.0/green-2'])

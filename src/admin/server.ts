@@ -11,6 +11,7 @@ import type { SyncStatus } from '../table/sync.js'
 import type { CertificateReport } from '../tls/store.js'
 import { ProblemTracker } from './problems.js'
 import { renderStatusPage } from './status-page.js'
+import { VersionTraffic, type VersionTrafficView } from './version-traffic.js'
 import { readiness, routesView, targetsView, watchesView } from './views.js'
 
 export interface AdminOptions {
@@ -51,13 +52,25 @@ export function createAdminServer(options: AdminOptions): Server {
     const view = ready()
     sendJson(res, view.ready ? 200 : 503, view)
   })
+  const metrics = options.metrics
+  const versionTraffic = metrics ? new VersionTraffic(metrics, clock) : null
+  versionTraffic?.start()
+  /** Per-version numbers, or none when metrics are off or cannot be read (the rest of the view still answers). */
+  const traffic = async (): Promise<Map<string, VersionTrafficView[]>> => {
+    if (versionTraffic === null) return new Map()
+    return versionTraffic.view().catch((err: unknown) => {
+      log?.warn({ err }, 'reading per-version traffic from the metrics failed')
+      return new Map()
+    })
+  }
   router.on('GET', '/api/routes', (_req, res) => sendJson(res, 200, routesView(store.current)))
-  router.on('GET', '/api/targets', (_req, res) => sendJson(res, 200, targetsView(store.current)))
+  router.on('GET', '/api/targets', (_req, res) => {
+    void traffic().then((t) => sendJson(res, 200, targetsView(store.current, t)))
+  })
   router.on('GET', '/api/problems', (_req, res) => sendJson(res, 200, problems.current()))
   router.on('GET', '/api/watches', (_req, res) => sendJson(res, 200, watchesView(status())))
   router.on('GET', '/api/config', (_req, res) => sendJson(res, 200, options.config))
   router.on('GET', '/api/certificates', (_req, res) => sendJson(res, 200, certificates()))
-  const metrics = options.metrics
   if (metrics) {
     router.on('GET', '/metrics', (_req, res) => {
       metrics().then(
@@ -70,6 +83,13 @@ export function createAdminServer(options: AdminOptions): Server {
     })
   }
   router.on('GET', '/', (req, res) => {
+    void traffic().then((t) => statusPage(req, res, t))
+  })
+  const statusPage = (
+    req: IncomingMessage,
+    res: ServerResponse,
+    traffic: Map<string, VersionTrafficView[]>,
+  ) => {
     const now = clock.now()
     const current = status()
     const nonce = randomBytes(16).toString('base64')
@@ -78,7 +98,8 @@ export function createAdminServer(options: AdminOptions): Server {
       readiness: ready(),
       swappedAt: store.swappedAt,
       routes: routesView(store.current),
-      targets: targetsView(store.current),
+      targets: targetsView(store.current, traffic),
+      traffic,
       problems: problems.current(),
       certificates: options.certificates?.(),
       watches: {
@@ -92,9 +113,11 @@ export function createAdminServer(options: AdminOptions): Server {
       'content-security-policy': `default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-${nonce}'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`,
       'x-content-type-options': 'nosniff',
     })
-  })
+  }
 
-  return createServer((req: IncomingMessage, res: ServerResponse) => router.lookup(req, res))
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => router.lookup(req, res))
+  server.on('close', () => versionTraffic?.stop())
+  return server
 }
 
 function refreshSeconds(url: string): number {

@@ -11,6 +11,7 @@
 
 import type { CertificateReport } from '../tls/store.js'
 import type { ProblemView } from './problems.js'
+import type { VersionTrafficView } from './version-traffic.js'
 import type { ReadinessView, RouteView, TargetView } from './views.js'
 
 export interface StatusPageModel {
@@ -21,6 +22,8 @@ export interface StatusPageModel {
   readonly swappedAt: number
   readonly routes: readonly RouteView[]
   readonly targets: readonly TargetView[]
+  /** Per service, each version's success rate and latency; absent without metrics. */
+  readonly traffic?: ReadonlyMap<string, readonly VersionTrafficView[]>
   readonly problems: readonly ProblemView[]
   /** TLS certificates; no section when there are none and no problem with them. */
   readonly certificates?: CertificateReport
@@ -153,14 +156,16 @@ function targetsTable(m: StatusPageModel): Html {
   const without = [...new Set(m.routes.flatMap((r) => r.services))].filter((s) => !withKey.has(s)).sort()
   if (m.targets.length === 0 && without.length === 0) return html`<p class="muted">No services.</p>`
   return html`<table class="targets">
-<thead><tr><th>Service</th><th>Desired</th><th>Effective</th><th>State</th></tr></thead>
+<thead><tr><th>Service</th><th>Desired</th><th>Effective</th><th>State</th><th>Traffic by version</th></tr></thead>
 <tbody>
 ${m.targets.map(
   (t) => html`<tr data-service="${t.service}">
   <td class="name">${t.service}</td>
   <td><code>${t.desired}</code></td>
   <td><code>${t.effective}</code></td>
-  <td>${t.ready ? html`<span class="state serving">live</span>` : html`<span class="state bad">not ready</span> ${t.reason}`}</td>
+  <td>${t.ready ? html`<span class="state serving">live</span>` : html`<span class="state bad">not ready</span> ${t.reason}`}
+  ${t.rollout === null ? '' : html`<div class="rollout">rollout to <b>${t.rollout.to}</b>: ${t.rollout.summary}${t.rollout.message ? html` <span class="muted">&middot; ${t.rollout.message}</span>` : ''}</div>`}</td>
+  <td>${versionTraffic(m.traffic?.get(t.service))}</td>
 </tr>`,
 )}
 ${without.map(
@@ -169,10 +174,29 @@ ${without.map(
   <td class="muted">no key</td>
   <td><code>all</code></td>
   <td><span class="state serving">live</span> <span class="muted">every healthy instance</span></td>
+  <td>${versionTraffic(m.traffic?.get(s))}</td>
 </tr>`,
 )}
 </tbody>
 </table>`
+}
+
+/** One line per version: success rate, p99 and rate over the last minute (else since start). */
+function versionTraffic(versions: readonly VersionTrafficView[] | undefined): Html {
+  if (versions === undefined || versions.length === 0)
+    return html`<span class="muted">no versioned traffic</span>`
+  return html`${versions.map((v) => {
+    const r = v.recent
+    const requests = r?.requests ?? v.requests
+    const success = r !== null ? r.successRate : v.successRate
+    const p99 = r !== null ? r.p99Ms : v.p99Ms
+    const when = r !== null ? `last ${r.seconds}s, ${r.requestsPerSecond} req/s` : 'since start'
+    return html`<div class="traffic" data-version="${v.version}"><code>${v.version}</code> ${
+      requests === 0
+        ? html`<span class="muted">no requests (${when})</span>`
+        : html`<b>${success === null ? '–' : `${Number((success * 100).toFixed(2))}%`}</b> ok &middot; p99 <b>${p99 === null ? '–' : `${p99} ms`}</b> <span class="muted">&middot; ${requests} requests, ${when}</span>`
+    }</div>`
+  })}`
 }
 
 function problemsTable(m: StatusPageModel): Html {
@@ -280,6 +304,8 @@ function stateReason(i: InstanceView, targets: ReadonlyMap<string, TargetView>):
       return 'weight 0'
     case 'not-selected':
       return `not in target ${targets.get(i.service)?.effective ?? ''}`.trim()
+    case 'match-only':
+      return 'gets only the requests a match rule of the target sends to its version'
   }
 }
 
@@ -367,8 +393,10 @@ td.name { font-weight: 600; }
 .state.serving { color: var(--ok); }
 .state.bad, .state.unhealthy { color: var(--bad); }
 .state.maintenance { color: var(--warn); }
-.state.not-selected, .state.zero-weight { color: var(--muted); }
+.state.not-selected, .state.zero-weight, .state.match-only { color: var(--muted); }
 tr.unhealthy td, tr.maintenance td, tr.not-selected td, tr.zero-weight td { color: #4b535c; }
 article.route { margin-bottom: 18px; }
+.rollout { margin-top: 2px; }
+.traffic { white-space: nowrap; }
 #lost { position: sticky; top: 0; background: var(--bad-bg); color: var(--bad); padding: 6px 20px; font-weight: 600; }
 `

@@ -1,9 +1,11 @@
 // What the admin API shows: plain JSON views of the current table and sync
 // state, shared by the JSON endpoints and the status page.
 
+import { formatRollout } from '../routing/rollout-record.js'
 import { formatTarget } from '../routing/targets.js'
 import type { Backend, RouteTable } from '../routing/types.js'
 import type { SyncStatus } from '../table/sync.js'
+import type { VersionTrafficView } from './version-traffic.js'
 
 export interface ReadinessView {
   readonly ready: boolean
@@ -120,7 +122,11 @@ export function routesView(table: RouteTable) {
   }))
 }
 
-export function targetsView(table: RouteTable) {
+/**
+ * Targets as the admin API shows them; `traffic` adds each version's success
+ * rate and latency (what a rollout compares), when metrics are available.
+ */
+export function targetsView(table: RouteTable, traffic?: ReadonlyMap<string, readonly VersionTrafficView[]>) {
   return table.targets.map((t) => ({
     service: t.service,
     key: t.key,
@@ -129,6 +135,8 @@ export function targetsView(table: RouteTable) {
     ready: t.ready,
     reason: t.reason,
     modifyIndex: t.modifyIndex,
+    rollout: t.rollout === null ? null : { ...t.rollout, summary: formatRollout(t.rollout) },
+    versions: traffic?.get(t.service) ?? [],
   }))
 }
 

@@ -23,6 +23,15 @@ import { buildRouteTable } from '../routing/build.js'
 import { switchyardVersion } from '../version.js'
 import { runWorker, startPrimary, workerConfigFrom, workerCount } from './cluster.js'
 import { formatRoutes } from './format.js'
+import {
+  ROLLOUT_ACTIONS,
+  type RolloutAction,
+  rolloutAbort,
+  rolloutPause,
+  rolloutResume,
+  rolloutStart,
+  rolloutStatus,
+} from './rollout.js'
 import { buildConfigOf, consulClientFor, startSwitchyard } from './serve.js'
 import {
   TARGET_ACTIONS,
@@ -39,6 +48,7 @@ const COMMANDS: Readonly<Record<string, (argv: readonly string[], env: Env) => P
   serve,
   routes,
   target,
+  rollout,
   healthcheck,
 }
 
@@ -194,6 +204,56 @@ async function target(argv: readonly string[], env: Env): Promise<number> {
   }
 }
 
+/** `rollout <service> --to V` starts one; `rollout status|pause|resume|abort <service>` acts on it. */
+async function rollout(argv: readonly string[], env: Env): Promise<number> {
+  const [first, ...others] = argv
+  const named = first !== undefined && first in ROLLOUT_ACTIONS && others.some((a) => !a.startsWith('-'))
+  const action: RolloutAction = named ? (first as RolloutAction) : 'start'
+  const rest = named ? others : argv
+  const flags: CommandFlags = ROLLOUT_ACTIONS[action]
+  const { values, positionals } = parseCommandLine(
+    action === 'start' ? 'rollout' : `rollout ${action}`,
+    rest,
+    flags,
+    {
+      min: 1,
+      max: 1,
+      what:
+        action === 'start'
+          ? 'the service: switchyard rollout <service> --to <version>'
+          : `the service: switchyard rollout ${action} <service>`,
+    },
+  )
+  const service = positionals[0] as string
+  const { config, token } = readConfig(rest, env, flags)
+  const client = consulClientFor(config, token)
+  const ctx = {
+    config,
+    client,
+    out: (line: string) => process.stdout.write(`${line}\n`),
+    err: (line: string) => process.stderr.write(`${line}\n`),
+    configArgs: configArgs(values),
+  }
+  try {
+    switch (action) {
+      case 'start':
+        return await rolloutStart(ctx, service, values as FlagValues)
+      case 'status':
+        return await rolloutStatus(ctx, service, values as FlagValues)
+      case 'pause':
+        return await rolloutPause(ctx, service)
+      case 'resume':
+        return await rolloutResume(ctx, service)
+      case 'abort':
+        return await rolloutAbort(ctx, service)
+    }
+  } catch (err) {
+    throw withConsulHint(err, config)
+  } finally {
+    await client.close()
+  }
+}
+
 async function healthcheck(argv: readonly string[], env: Env): Promise<number> {
   parseCommandLine('healthcheck', argv, {}, { min: 0, max: 0, what: '' })
   const { host, port } = readConfigOnly(argv, env).admin.listen
@@ -236,6 +296,7 @@ const USAGE_CODES: readonly string[] = [
   'SWY_ERR_TARGET_INVALID',
   'SWY_ERR_TARGET_REFUSED',
   'SWY_ERR_USAGE',
+  'SWY_ERR_ROLLOUT_ACTIVE',
 ]
 
 function report(err: unknown): number {

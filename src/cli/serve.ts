@@ -23,6 +23,8 @@ import { Balancer } from '../proxy/pickers.js'
 import { Sweeper } from '../proxy/sweeper.js'
 import { Upstreams } from '../proxy/upstreams.js'
 import type { BuildConfig } from '../routing/build.js'
+import { StickyKeys } from '../routing/sticky.js'
+import type { BackendPool, Route } from '../routing/types.js'
 import { TableStore } from '../table/store.js'
 import { TableSync } from '../table/sync.js'
 import { tlsSettingsOf } from '../tls/server-options.js'
@@ -112,6 +114,7 @@ export function createControlPlane(
   // Every htpasswd file must be readable before anything starts (exit code 2
   // otherwise), also in the primary process, which serves no request itself.
   basicAuthOf(config, null, false)
+  stickyKeysOf(config, null, false)?.close()
   const https = options.certificates !== false && proxyListeners(config).some((l) => l.protocol === 'https')
   const client = consulClientFor(config, token)
   const store = new TableStore()
@@ -212,12 +215,19 @@ export function createDataPlane(
     },
   })
   store.onSwap((table) => {
-    balancer.retain(new Set(table.routes.map((r) => r.id)))
-    health.retain(new Set(table.routes.flatMap((r) => r.backends.map((x) => x.key))))
+    balancer.retain(new Set(table.routes.flatMap((r) => [r.id, ...variantPools(r).map((p) => p.id)])))
+    health.retain(
+      new Set(
+        table.routes.flatMap((r) =>
+          [...r.backends, ...variantPools(r).flatMap((p) => p.backends)].map((x) => x.key),
+        ),
+      ),
+    )
     upstreams.retain(new Set(table.routes.flatMap((r) => [...r.backends, ...r.idle].map((x) => x.origin))))
   })
 
   const auth = basicAuthOf(config, log)
+  const sticky = stickyKeysOf(config, log)
   const options: ProxyOptions = {
     store,
     balancer,
@@ -228,6 +238,7 @@ export function createDataPlane(
     health,
     trustedProxies: compileTrustedProxies(config.proxy.trustedProxies),
     auth,
+    sticky,
     sweeper,
     limits: {
       maxHeaderSize: config.proxy.maxHeaderSize,
@@ -274,9 +285,17 @@ export function createDataPlane(
     const cut = results.reduce((n, r) => n + r.cut, 0)
     if (cut > 0) log.warn({ connections: cut, graceMs: t.shutdown }, 'shutdown deadline: connections cut')
     auth.close()
+    sticky?.close()
     upstreams.close()
   }
   return { proxy, balancer, health, upstreams, listen: open, stop }
+}
+
+/** The pools of a route's match rules and sticky split, whose picker positions and health must survive a swap too. */
+function variantPools(route: Route): BackendPool[] {
+  const v = route.variants
+  if (v === null) return []
+  return [...v.rules.map((r) => r.pool), ...(v.sticky?.versions.map((s) => s.pool) ?? [])]
 }
 
 export function consulClientFor(config: ResolvedConfig, token: string): ConsulClient {
@@ -299,7 +318,14 @@ export function buildConfigOf(config: ResolvedConfig): BuildConfig {
     authSchemes: config.proxy.auth.map((a) => a.name),
     fabioKvPath: config.routing.fabio.kvPath,
     noRouteHtmlPath: config.routing.fabio.noRouteHtmlPath,
+    stickyKeys: config.routing.stickyKeyFile !== '',
   }
+}
+
+/** routing.stickyKeyFile's keys, or null when none is configured; throws a ConfigError when it cannot be read. */
+export function stickyKeysOf(config: ResolvedConfig, log: Logger | null, watch = true): StickyKeys | null {
+  const file = config.routing.stickyKeyFile
+  return file === '' ? null : new StickyKeys(file, config.routing.stickyMaxAge, log, watch)
 }
 
 /** proxy.auth as the data plane's basic auth; throws a ConfigError when a file cannot be read. */

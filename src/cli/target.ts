@@ -14,7 +14,8 @@ import { readSnapshotOnce } from '../consul/snapshot.js'
 import { SwitchyardError, TargetRefusedError, UsageError } from '../errors.js'
 import { buildRouteTable } from '../routing/build.js'
 import { instanceSlice, instanceVersion } from '../routing/identity.js'
-import { formatTarget, parseTarget } from '../routing/targets.js'
+import { formatRollout, parseRolloutRecord, ROLLOUT_KEY } from '../routing/rollout-record.js'
+import { formatTarget, parseTarget, targetVersions } from '../routing/targets.js'
 import type {
   InstanceSnapshot,
   InstanceState,
@@ -42,6 +43,8 @@ export const TARGET_ACTIONS = {
     version: { type: 'string' },
     slice: { type: 'string' },
     weights: { type: 'string' },
+    match: { type: 'string', multiple: true },
+    sticky: { type: 'boolean' },
     cas: { type: 'string' },
     force: { type: 'boolean' },
   },
@@ -81,9 +84,26 @@ export function targetFromFlags(flags: FlagValues): { spec: TargetSpec; json: st
       }
       weights[pair.slice(0, eq)] = weight
     }
-    body = { weights }
+    body = { weights, ...(flags.sticky ? { sticky: true } : {}) }
   }
+  if (flags.sticky && typeof flags.weights !== 'string') throw invalid('--sticky goes with --weights')
+  const rules = Array.isArray(flags.match) ? flags.match.map((m) => parseMatchFlag(String(m))) : []
+  if (rules.length > 0) body = { ...(body as object), match: rules }
   return toTarget(body)
+}
+
+/** `header:x-canary=1->1.7.0` or `cookie:canary=always->1.7.0` as a rule of the target's JSON. */
+export function parseMatchFlag(text: string): Record<string, string> {
+  const m = /^(header|cookie):([^=]+)=(.*)->([^>]+)$/.exec(text)
+  if (m === null)
+    throw invalid(`--match: "${text}" is not header:NAME=VALUE->VERSION or cookie:NAME=VALUE->VERSION`)
+  const [, source, name, equals, version] = m as unknown as [string, string, string, string, string]
+  return { [source]: name, equals, version }
+}
+
+/** The --match flags that write these rules. */
+function matchFlags(spec: TargetSpec): string[] {
+  return (spec.match ?? []).flatMap((r) => ['--match', `${r.source}:${r.name}=${r.equals}->${r.version}`])
 }
 
 function toTarget(body: unknown): { spec: TargetSpec; json: string } {
@@ -93,7 +113,7 @@ function toTarget(body: unknown): { spec: TargetSpec; json: string } {
   return { spec: parsed.spec, json }
 }
 
-function keyOf(config: ResolvedConfig, service: string): string {
+export function keyOf(config: ResolvedConfig, service: string): string {
   if (service === '' || service.includes('/')) throw invalid(`"${service}" is not a service name`)
   return `${config.routing.targetPrefix}/${service}`
 }
@@ -104,6 +124,8 @@ export async function targetGet(ctx: Context, service: string, flags: FlagValues
   const key = keyOf(ctx.config, service)
   const proxies = await proxiesToAsk(ctx, flags)
   const entry = await readKey(ctx.client, key)
+  const rolloutEntry = await readKey(ctx.client, `${key}/${ROLLOUT_KEY}`)
+  const rollout = rolloutEntry.value === null ? null : parseRolloutRecord(rolloutEntry.value)
   const answers = proxies === null ? null : await Promise.all(proxies.map((p) => askProxy(p, service)))
   const dry = answers === null ? await dryRun(ctx, service) : null
   if (flags.json) {
@@ -114,6 +136,7 @@ export async function targetGet(ctx: Context, service: string, flags: FlagValues
           key,
           value: entry.value,
           modifyIndex: entry.modifyIndex,
+          rollout,
           proxies: answers?.map(answerJson) ?? null,
           dryRun: dry && {
             desired: formatTarget(dry.status?.desired ?? null),
@@ -132,6 +155,10 @@ export async function targetGet(ctx: Context, service: string, flags: FlagValues
   if (entry.value === null)
     ctx.out(`${service}: no target (key ${key} absent): every healthy instance gets traffic`)
   else ctx.out(`${service}: ${entry.value} (key ${key}, modify index ${entry.modifyIndex})`)
+  if (rollout !== null)
+    ctx.out(
+      `  rollout to ${rollout.to}: ${formatRollout(rollout)}${rollout.message ? `: ${rollout.message}` : ''}`,
+    )
   if (answers !== null) {
     for (const a of answers) {
       ctx.out(proxyLine(a, entry))
@@ -196,28 +223,17 @@ function unservable(service: string, spec: TargetSpec, instances: readonly Insta
   const versions = distinct(instances.map(instanceVersion))
   const slices = distinct(instances.map(instanceSlice))
   const list = (values: string[]) => (values.length === 0 ? 'none' : values.join(', '))
-  switch (spec.kind) {
-    case 'version':
-      return versions.includes(spec.version)
-        ? ''
-        : `no registered instance of ${service} carries version ${spec.version} (registered: ${list(versions)})`
-    case 'slice':
-      return slices.includes(spec.slice)
-        ? ''
-        : `no registered instance of ${service} carries slice ${spec.slice} (registered: ${list(slices)})`
-    case 'weights': {
-      const absent = Object.entries(spec.weights)
-        .filter(([v, w]) => w > 0 && !versions.includes(v))
-        .map(([v]) => v)
-      return absent.length === 0
-        ? ''
-        : `no registered instance of ${service} carries version ${absent.join(', ')} (registered: ${list(versions)})`
-    }
-  }
+  if (spec.kind === 'slice' && !slices.includes(spec.slice))
+    return `no registered instance of ${service} carries slice ${spec.slice} (registered: ${list(slices)})`
+  // Every version the target sends to, those its match rules name too.
+  const absent = targetVersions(spec).filter((v) => !versions.includes(v))
+  return absent.length === 0
+    ? ''
+    : `no registered instance of ${service} carries version ${absent.join(', ')} (registered: ${list(versions)})`
 }
 
 /** The refusal for a service with no registered instance, naming look-alikes from the catalog. */
-async function unknownService(ctx: Context, service: string): Promise<string> {
+export async function unknownService(ctx: Context, service: string): Promise<string> {
   const path = '/v1/catalog/services'
   const names = [
     ...parseServiceList(
@@ -415,7 +431,7 @@ async function waitUntilServed(
 }
 
 /** What stands between `spec` and traffic following it, one entry per proxy (or the dry run); empty when live. */
-async function missingNow(
+export async function missingNow(
   ctx: Context,
   service: string,
   spec: TargetSpec,
@@ -473,12 +489,14 @@ function restoreCommand(ctx: Context, service: string, before: KvEntry, modifyIn
             Object.entries(spec.weights)
               .map(([v, w]) => `${v}=${w}`)
               .join(','),
+            ...(spec.sticky ? ['--sticky'] : []),
           ]
+  flags.push(...matchFlags(spec))
   // --force: the undo must work even if that version has no instance left by then.
   return shellLine(['switchyard', 'target', 'set', service, ...flags, ...cas, '--force', ...ctx.configArgs])
 }
 
-function shellLine(words: readonly string[]): string {
+export function shellLine(words: readonly string[]): string {
   return words.map((w) => (/^[\w@%+=:,./-]+$/.test(w) ? w : `'${w.replaceAll("'", `'\\''`)}'`)).join(' ')
 }
 
@@ -513,7 +531,7 @@ interface ProxyAnswer {
 }
 
 /** The proxies named by --admin and found by --fleet; null when none was asked for (a dry run). */
-async function proxiesToAsk(ctx: Context, flags: FlagValues): Promise<ProxyAdmin[] | null> {
+export async function proxiesToAsk(ctx: Context, flags: FlagValues): Promise<ProxyAdmin[] | null> {
   const admins = Array.isArray(flags.admin) ? flags.admin.map(String) : []
   const proxies: ProxyAdmin[] = admins.map((a) => ({ name: adminUrl(a), url: adminUrl(a) }))
   if (flags.fleet) proxies.push(...(await fleet(ctx)))
@@ -616,7 +634,7 @@ function answerJson(a: ProxyAnswer) {
 // ------------------------------------------------------------------ Consul reads and the dry run
 
 /** Every registered instance of the service, whatever its health. */
-async function registeredInstances(ctx: Context, service: string): Promise<InstanceSnapshot[]> {
+export async function registeredInstances(ctx: Context, service: string): Promise<InstanceSnapshot[]> {
   const path = `/v1/health/service/${encodeURIComponent(service)}`
   const res = await ctx.client.get(path, { stale: ctx.config.consul.stale }, { timeoutMs: 10_000 })
   return parseHealthService(readBody(path, res, `service ${service}`))
@@ -691,10 +709,10 @@ function parseTimeout(text: FlagValues[string]): number {
   return ms
 }
 
-function formatSeconds(ms: number): string {
+export function formatSeconds(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000}s` : `${(ms / 1000).toFixed(1)}s`
 }
 
-function distinct(values: readonly string[]): string[] {
+export function distinct(values: readonly string[]): string[] {
   return [...new Set(values.filter((v) => v !== ''))].sort()
 }

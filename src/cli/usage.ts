@@ -33,6 +33,9 @@ commands:
                              write the target (guarded, check-and-set); --wait until proxies serve it
   target toggle <service>    blue/green: switch between the service's two versions (or slices)
   target clear <service>     delete the target: every healthy instance gets traffic again
+  rollout <service> --to V   move traffic to version V in steps, checking error rate and p99 between
+                             them; writes the target from before back when a limit is crossed
+  rollout status|pause|resume|abort <service>
   healthcheck                exit 0 if this host's Switchyard answers /health (the container HEALTHCHECK)
 
   switchyard <command> --help    flags of one command
@@ -59,8 +62,8 @@ the command that undoes it.
   target get <service> [--admin URL]... [--fleet] [--json]
       the key's value, and per proxy what it desires and really serves, instances per version
 
-  target set <service> (--version V | --slice S | --weights V1=90,V2=10)
-             [--cas INDEX] [--force] [--wait [--timeout 30s]] [--admin URL]... [--fleet]
+  target set <service> (--version V | --slice S | --weights V1=90,V2=10 [--sticky])
+             [--match RULE]... [--cas INDEX] [--force] [--wait [--timeout 30s]] [--admin URL]... [--fleet]
       refuses a service that is not in the catalog and a version or slice no registered
       instance carries, unless --force
 
@@ -74,9 +77,45 @@ the command that undoes it.
 flags:
 ${ASK_HELP}
 ${WAIT_HELP}
+  --match <rule>             header:NAME=VALUE->VERSION or cookie:NAME=VALUE->VERSION: requests with
+                             that header or cookie value go to VERSION (repeatable, checked in order)
+  --sticky                   with --weights: a client keeps the version it got (signed cookie;
+                             needs routing.stickyKeyFile on the proxies)
   --cas <index>              write only if the key is still at this modify index (as get prints it)
   --force                    write a target no registered instance carries
   --json                     get: machine-readable output
+
+${CONFIG_HELP}
+`
+
+const ROLLOUT_HELP = `usage: switchyard rollout <service> --to <version> [flags]
+       switchyard rollout status|pause|resume|abort <service>
+
+Moves the service's traffic from the version in force (its target: a version, or weights) to
+<version> in steps. Each step's target is written with check-and-set; the command then waits for
+the proxies to serve it and, after --interval, reads the new version's requests, 5xx rate and p99
+over the interval. Above a limit, or with the metrics unreadable, it writes the target from before
+the rollout back and exits 1 naming the metric and the values. Needs an operator token
+(config/acl/switchyard-operator.hcl).
+
+The rollout's state is kept beside the target, at <target-prefix>/<service>/rollout: rollout status
+and target get show it, and so does every proxy's status page. A second rollout of the same service
+is refused while one runs. pause holds the current step (checks go on), resume continues, abort
+(from any shell, or Ctrl-C of the running command) writes the target from before back.
+
+  --to <version>             the version to roll out; an instance of it must be registered
+  --steps <list>             percent of traffic to it at each step, ending at 100 (default 10,25,50,100)
+  --interval <duration>      time each step runs before its check (default 60s)
+  --max-error-rate <pct>     most 5xx answers of the new version, as a percentage (default 1%)
+  --max-p99 <duration>       longest p99 of the new version (default: not checked)
+  --min-requests <n>         fewest requests of the new version for a check to count; fewer waits
+                             another interval, three such intervals in a row roll back (default 100)
+  --sticky                   write the weights with "sticky": true (clients keep their version)
+  --timeout <duration>       how long each step waits for the proxies to serve it (default 30s)
+  --prometheus <url>         read the metrics from this Prometheus instead of the proxies
+${ASK_HELP}
+                             The proxies asked are also where the metrics come from, unless --prometheus.
+  --json                     status: machine-readable output
 
 ${CONFIG_HELP}
 `
@@ -98,6 +137,7 @@ Prints the routing table Switchyard would build from Consul right now, then exit
 ${CONFIG_HELP}
 `,
   target: TARGET_HELP,
+  rollout: ROLLOUT_HELP,
   healthcheck: `usage: switchyard healthcheck [flags]
 
 Exits 0 if the Switchyard on this host answers /health on its admin listener (--admin-listen,

@@ -244,6 +244,8 @@ export const configSchema = z
         fallthrough: boolish.default(false),
         matcher: z.enum(['segment', 'prefix', 'iprefix', 'glob']).default('segment'),
         checksRequired: z.enum(['all', 'one']).default('all'),
+        stickyKeyFile: z.string().default(''),
+        stickyMaxAge: duration.prefault('24h'),
         fabio: z
           .object({
             kvPath: kvKey.default('fabio/config'),

@@ -36,6 +36,7 @@ import type { CertificateReport } from '../tls/store.js'
 import {
   ALWAYS_REPORTED_CLASSES,
   DURATION_BUCKETS,
+  type DurationSeries,
   type EventCount,
   RequestCounters,
   STATUS_CLASSES,
@@ -53,12 +54,21 @@ export interface MetricsOptions {
 
 export type MetricJson = MetricObjectWithValues<MetricValue<string> & { metricName?: string }>
 
-/** The request duration histogram, written from RequestCounters cells (see durationHistogram). */
+/** The request duration histograms, written from RequestCounters cells (see cellHistogram). */
 export const REQUEST_DURATION = {
   name: 'switchyard_request_duration_seconds',
   help: 'Time from the request arriving to the response ending, by service and route.',
   labelNames: ['service', 'route'],
 } as const
+
+export const VERSION_REQUEST_DURATION = {
+  name: 'switchyard_version_request_duration_seconds',
+  help: 'Time from the request arriving to the response ending, by service and instance version over all routes: what a canary is compared on.',
+  labelNames: ['service', 'version'],
+} as const
+
+/** The cells of one label set of a histogram kept in RequestCounters. */
+type CellSeries = Pick<DurationSeries, 'buckets' | 'sum' | 'count'>
 
 const TABLE_BUILD_BUCKETS = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1]
 
@@ -275,40 +285,29 @@ export class SwitchyardMetrics {
   /** Every metric as prom-client's metric JSON, the form AggregatorRegistry.aggregate() adds up. */
   async json(): Promise<MetricJson[]> {
     const [first, ...rest] = await this.registry.getMetricsAsJSON()
-    // Second, where it was registered before the cells: right after the request counts.
-    return first === undefined ? [this.durationHistogram()] : [first, this.durationHistogram(), ...rest]
+    // Right after the request counts, where they were registered before the cells.
+    const cells = this.cellHistograms()
+    return first === undefined ? cells : [first, ...cells, ...rest]
   }
 
   /** Prometheus text exposition of every metric. */
   async text(): Promise<{ contentType: string; body: string }> {
-    const body = `${await this.registry.metrics()}\n${exposition(this.durationHistogram())}`
+    const body = `${await this.registry.metrics()}\n${this.cellHistograms().map(exposition).join('')}`
     return { contentType: this.registry.contentType, body }
   }
 
-  /** switchyard_request_duration_seconds from the RequestCounters cells. */
-  private durationHistogram(): MetricJson {
-    const { name, help } = REQUEST_DURATION
-    const values: MetricJson['values'] = []
-    for (const d of this.counters.durationSeries()) {
-      const labels = { service: d.service, route: d.route }
-      let cumulative = 0
-      DURATION_BUCKETS.forEach((le, i) => {
-        cumulative += d.buckets[i] ?? 0
-        values.push({ value: cumulative, labels: { ...labels, le }, metricName: `${name}_bucket` })
-      })
-      values.push({ value: d.count, labels: { ...labels, le: '+Inf' }, metricName: `${name}_bucket` })
-      values.push({ value: d.sum, labels, metricName: `${name}_sum` })
-      values.push({ value: d.count, labels, metricName: `${name}_count` })
-    }
-    return {
-      name,
-      help,
-      // prom-client's typings declare MetricType as a numeric enum; its JSON carries the type's name.
-      type: 'histogram' as unknown as MetricType,
-      aggregator: 'sum',
-      collect: () => {},
-      values,
-    }
+  /** The duration histograms kept in RequestCounters cells: by route, and by version. */
+  private cellHistograms(): MetricJson[] {
+    return [
+      cellHistogram(REQUEST_DURATION, this.counters.durationSeries(), (d) => ({
+        service: d.service,
+        route: d.route,
+      })),
+      cellHistogram(VERSION_REQUEST_DURATION, this.counters.versionDurationSeries(), (d) => ({
+        service: d.service,
+        version: d.version,
+      })),
+    ]
   }
 
   private onSwap(table: RouteTable, swapped: boolean): void {
@@ -338,6 +337,36 @@ export class SwitchyardMetrics {
     }
     this.targetReady.reset()
     for (const s of table.targets) this.targetReady.set({ service: s.service }, s.ready ? 1 : 0)
+  }
+}
+
+/** A histogram as prom-client's metric JSON, from cells of per-bucket (not cumulative) counts. */
+function cellHistogram<S extends CellSeries>(
+  meta: { readonly name: string; readonly help: string },
+  series: Iterable<S>,
+  labelsOf: (series: S) => Record<string, string>,
+): MetricJson {
+  const { name, help } = meta
+  const values: MetricJson['values'] = []
+  for (const d of series) {
+    const labels = labelsOf(d)
+    let cumulative = 0
+    DURATION_BUCKETS.forEach((le, i) => {
+      cumulative += d.buckets[i] ?? 0
+      values.push({ value: cumulative, labels: { ...labels, le }, metricName: `${name}_bucket` })
+    })
+    values.push({ value: d.count, labels: { ...labels, le: '+Inf' }, metricName: `${name}_bucket` })
+    values.push({ value: d.sum, labels, metricName: `${name}_sum` })
+    values.push({ value: d.count, labels, metricName: `${name}_count` })
+  }
+  return {
+    name,
+    help,
+    // prom-client's typings declare MetricType as a numeric enum; its JSON carries the type's name.
+    type: 'histogram' as unknown as MetricType,
+    aggregator: 'sum',
+    collect: () => {},
+    values,
   }
 }
 

@@ -64,6 +64,21 @@ export interface RequestSeries {
   /** Counts indexed like STATUS_CLASSES. */
   readonly byClass: number[]
   readonly duration: DurationSeries
+  /** Durations of the service's version over all its routes; null for no version (and the route-level series). */
+  readonly versionDuration: VersionDurationSeries | null
+}
+
+/**
+ * Request durations of one version of a service, whatever the route: what a
+ * canary is compared on (p99 per version). Laid out with the request series.
+ */
+export interface VersionDurationSeries {
+  readonly service: string
+  readonly version: string
+  /** Per-bucket (not cumulative) counts; the last slot is +Inf. */
+  readonly buckets: number[]
+  sum: number
+  count: number
 }
 
 /** Request durations of one service and route. */
@@ -98,6 +113,7 @@ export const UNROUTED = { service: '', route: '', version: '' } as const
 export class RequestCounters {
   private readonly series = new Map<string, RequestSeries>()
   private readonly durations = new Map<string, DurationSeries>()
+  private readonly versionDurations = new Map<string, VersionDurationSeries>()
   private readonly errors = new Map<string, ServiceErrors>()
   private readonly byBackend = new WeakMap<Backend, RequestSeries>()
   private readonly byRoute = new WeakMap<Route, RequestSeries>()
@@ -123,6 +139,7 @@ export class RequestCounters {
   retain(table: RouteTable): void {
     const series = new Set<string>([seriesKey(UNROUTED.service, UNROUTED.route, UNROUTED.version)])
     const durations = new Set<string>([durationKey(UNROUTED.service, UNROUTED.route)])
+    const versions = new Set<string>()
     const services = new Set<string>()
     for (const route of table.routes) {
       // Answers decided before an instance was picked (403, 503) count under
@@ -136,12 +153,14 @@ export class RequestCounters {
           this.byBackend.set(backend, this.seriesFor(backend.service, route.id, backend.version))
           series.add(seriesKey(backend.service, route.id, backend.version))
           durations.add(durationKey(backend.service, route.id))
+          versions.add(durationKey(backend.service, backend.version))
           services.add(backend.service)
         }
       }
     }
     for (const key of this.series.keys()) if (!series.has(key)) this.series.delete(key)
     for (const key of this.durations.keys()) if (!durations.has(key)) this.durations.delete(key)
+    for (const key of this.versionDurations.keys()) if (!versions.has(key)) this.versionDurations.delete(key)
     for (const key of this.errors.keys()) if (!services.has(key)) this.errors.delete(key)
     for (const [key, c] of this.timeouts)
       if (c.labels.service !== '' && !services.has(c.labels.service!)) this.timeouts.delete(key)
@@ -179,6 +198,12 @@ export class RequestCounters {
     let i = 0
     while (i < DURATION_BUCKETS.length && seconds > DURATION_BUCKETS[i]!) i++
     d.buckets[i]! += 1
+    const v = series.versionDuration
+    if (v !== null) {
+      v.count += 1
+      v.sum += seconds
+      v.buckets[i]! += 1
+    }
   }
 
   upstreamError(backend: Backend, reason: UpstreamErrorReason): void {
@@ -246,6 +271,11 @@ export class RequestCounters {
     for (const d of this.durations.values()) if (d !== this.unrouted.duration || d.count > 0) yield d
   }
 
+  /** Durations per service and version (instances with a version only). */
+  versionDurationSeries(): IterableIterator<VersionDurationSeries> {
+    return this.versionDurations.values()
+  }
+
   errorSeries(): IterableIterator<ServiceErrors> {
     return this.errors.values()
   }
@@ -260,10 +290,28 @@ export class RequestCounters {
         version,
         byClass: [0, 0, 0, 0, 0],
         duration: this.durationFor(service, route),
+        // Route-level answers (version '') were not served by any version.
+        versionDuration: version === '' ? null : this.versionDurationFor(service, version),
       }
       this.series.set(key, series)
     }
     return series
+  }
+
+  private versionDurationFor(service: string, version: string): VersionDurationSeries {
+    const key = durationKey(service, version)
+    let duration = this.versionDurations.get(key)
+    if (duration === undefined) {
+      duration = {
+        service,
+        version,
+        buckets: new Array(DURATION_BUCKETS.length + 1).fill(0),
+        sum: 0,
+        count: 0,
+      }
+      this.versionDurations.set(key, duration)
+    }
+    return duration
   }
 
   private durationFor(service: string, route: string): DurationSeries {

@@ -9,6 +9,7 @@
 
 import { type ErrorCode, type HttpErrorCode, httpStatus } from '../errors.js'
 import type { Logger } from '../log.js'
+import type { StickySigner } from '../routing/sticky.js'
 import type { Backend, Route } from '../routing/types.js'
 import type { TableStore } from '../table/store.js'
 import type { BasicAuth } from './auth.js'
@@ -40,6 +41,7 @@ export interface AttemptDeps {
   readonly health: PassiveHealth | null
   readonly trustedProxies?: TrustedProxies
   readonly auth?: BasicAuth | null
+  readonly sticky?: StickySigner | null
 }
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
@@ -52,6 +54,7 @@ export function createRequestHandler(deps: AttemptDeps): (down: Downstream) => v
     health: deps.health,
     trustedProxies: deps.trustedProxies,
     auth: deps.auth,
+    sticky: deps.sticky,
   })
   const { observer, log } = deps
   return (down) => {
@@ -197,6 +200,7 @@ class Attempt implements UpstreamHandler, BodySink {
   ): boolean {
     const method = this.down.head.method
     const fields = clientResponseFields(headers)
+    if (this.resolved.setCookie !== null) fields.headers.push('set-cookie', this.resolved.setCookie)
     this.status = status
     // A trailers-only gRPC answer (an error at once) carries its status in the head.
     if (this.backend.origin.startsWith('grpc')) this.grpcStatus = fieldValue(headers, 'grpc-status')
@@ -327,10 +331,12 @@ class Attempt implements UpstreamHandler, BodySink {
       kind === 'connect' || kind === 'connect-timeout' || kind === 'tls' || kind === 'queue-full'
     if (!noConnection && kind !== 'reset') return null
     const health = deps.health
-    let next = deps.balancer.pick(
-      this.route,
-      (b) => b.key !== backend.key && (health === null || health.usable(b)),
-    )
+    const usable = (b: Backend) => b.key !== backend.key && (health === null || health.usable(b))
+    // A matched or pinned request stays on its version while it can, then takes the default selection.
+    const pool = this.resolved.pool
+    let next =
+      deps.balancer.pick(pool, usable) ??
+      (pool === this.route ? null : deps.balancer.pick(this.route, usable))
     if (next === null && kind === 'reset') next = backend
     return next !== null && next.redirect === null ? next : null
   }

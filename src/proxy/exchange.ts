@@ -32,6 +32,8 @@ export interface RequestHead {
   readonly forwardedFor: string | null
   /** The Authorization field ('' when absent), for routes with basic auth. */
   readonly authorization: string
+  /** Cookie fields joined with '; ' ('' when absent), for match rules and sticky versions. */
+  readonly cookie: string
   readonly client: ClientInfo
   /** `websocket` for a WebSocket upgrade; null for a plain request. */
   readonly upgrade: string | null

@@ -12,6 +12,7 @@ import {
   type TlsOptions,
 } from 'node:tls'
 import type { Logger } from '../log.js'
+import type { StickySigner } from '../routing/sticky.js'
 import type { TableStore } from '../table/store.js'
 import { createRequestHandler } from './attempt.js'
 import type { BasicAuth } from './auth.js'
@@ -42,6 +43,8 @@ export interface ProxyOptions {
   readonly trustedProxies?: TrustedProxies
   /** proxy.auth: basic auth for routes tagged auth=. */
   readonly auth?: BasicAuth | null
+  /** routing.stickyKeyFile: signs and checks sticky version cookies. */
+  readonly sticky?: StickySigner | null
 }
 
 /** Certificates for a TLS listener. */
@@ -98,6 +101,7 @@ export function createHandler(options: ProxyOptions): (down: Downstream) => void
     health: options.health ?? null,
     trustedProxies: options.trustedProxies,
     auth: options.auth ?? null,
+    sticky: options.sticky ?? null,
   })
 }
 

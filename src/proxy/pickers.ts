@@ -3,7 +3,7 @@
 // robin positions, in-flight counts) lives here, keyed by route id and backend
 // key, so it survives table swaps for routes and instances that stay.
 
-import type { Backend, Route } from '../routing/types.js'
+import type { Backend, Pickable } from '../routing/types.js'
 
 export type Strategy = 'round-robin' | 'random' | 'least-outstanding'
 
@@ -19,11 +19,12 @@ export class Balancer {
   }
 
   /**
-   * A serving backend of the route, or null when none is usable. `usable`
+   * A serving backend of the route (or of a pool of its backends: a match
+   * rule's, a sticky version's, each with its own id), or null when none is usable. `usable`
    * filters out instances a request must avoid (already tried, ejected); when
    * it rejects all, null.
    */
-  pick(route: Route, usable?: (backend: Backend) => boolean): Backend | null {
+  pick(route: Pickable, usable?: (backend: Backend) => boolean): Backend | null {
     const backends = route.backends
     if (backends.length === 0) return null
     if (this.strategy === 'least-outstanding') return this.leastOutstanding(route, usable)
@@ -57,7 +58,7 @@ export class Balancer {
     for (const id of this.positions.keys()) if (!routeIds.has(id)) this.positions.delete(id)
   }
 
-  private nextInSchedule(route: Route): Backend {
+  private nextInSchedule(route: Pickable): Backend {
     const schedule = route.schedule
     let position = this.positions.get(route.id)
     // Start each route at a random point so that many proxies (or workers)
@@ -68,7 +69,7 @@ export class Balancer {
     return route.backends[index] as Backend
   }
 
-  private randomBackend(route: Route): Backend {
+  private randomBackend(route: Pickable): Backend {
     const cumulative = route.cumulative
     const r = this.random() * (cumulative[cumulative.length - 1] as number)
     let lo = 0
@@ -88,7 +89,7 @@ export class Balancer {
    * "lowest (n+1)/weight" would send every request to the heaviest instance
    * while nothing is in flight) and a busy one balances load per weight.
    */
-  private leastOutstanding(route: Route, usable?: (backend: Backend) => boolean): Backend | null {
+  private leastOutstanding(route: Pickable, usable?: (backend: Backend) => boolean): Backend | null {
     const candidate = this.nextInSchedule(route)
     let best: Backend | null = null
     let bestScore = Number.POSITIVE_INFINITY

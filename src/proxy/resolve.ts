@@ -8,7 +8,9 @@ import { type ErrorCode, type HttpErrorCode, httpStatus } from '../errors.js'
 import { lookupRoute } from '../routing/lookup.js'
 import { normalizePath, splitRequestTarget } from '../routing/path.js'
 import { redirectLocation } from '../routing/redirect.js'
-import type { AccessRules, Backend, Route } from '../routing/types.js'
+import type { StickySigner } from '../routing/sticky.js'
+import type { AccessRules, Backend, Pickable, Route } from '../routing/types.js'
+import { chooseVariant } from '../routing/variant-pick.js'
 import type { TableStore } from '../table/store.js'
 import type { BasicAuth } from './auth.js'
 import { type ForwardedClient, forwardedClient, type TrustedProxies } from './client-address.js'
@@ -52,6 +54,10 @@ export type Resolution =
       readonly query: string
       /** The client (proxy.trustedProxies) and the X-Forwarded-For to send upstream. */
       readonly client: ForwardedClient
+      /** Where a retry picks first: a match rule's or a sticky version's pool, else the route. */
+      readonly pool: Pickable
+      /** A Set-Cookie value the response must carry (a sticky version's cookie); null for none. */
+      readonly setCookie: string | null
     }
   | { readonly kind: 'redirect'; readonly route: Route; readonly backend: Backend; readonly location: string }
   | {
@@ -78,6 +84,8 @@ export interface ResolverDeps {
   readonly trustedProxies?: TrustedProxies
   /** proxy.auth schemes; routes with auth= refuse every request when absent. */
   readonly auth?: BasicAuth | null
+  /** routing.stickyKeyFile's keys; without them sticky splits apply per request. */
+  readonly sticky?: StickySigner | null
 }
 
 const NO_TRUSTED_PROXIES: TrustedProxies = { list: null }
@@ -153,9 +161,14 @@ export function createResolver(deps: ResolverDeps): (head: RequestHead) => Resol
       }
     }
     const usable = health?.anyEjected ? health.usable : undefined
+    // Match rules and sticky versions (compiled at build; null for most routes).
+    const variant =
+      route.variants === null
+        ? null
+        : chooseVariant(route, route.variants, head, deps.sticky ?? null, (p) => balancer.pick(p, usable))
     // When every instance is ejected, Consul still calls them healthy: trying
     // one is better than refusing them all.
-    const chosen = balancer.pick(route, usable) ?? (usable ? balancer.pick(route) : null)
+    const chosen = variant?.backend ?? balancer.pick(route, usable) ?? (usable ? balancer.pick(route) : null)
     if (chosen === null) {
       const services = route.services.join(', ')
       return reply(
@@ -169,7 +182,17 @@ export function createResolver(deps: ResolverDeps): (head: RequestHead) => Resol
       const location = redirectLocation(chosen.redirect.url, request, chosen.strip, chosen.prepend)
       return { kind: 'redirect', route, backend: chosen, location }
     }
-    return { kind: 'forward', route, backend: chosen, host, path, query: target.query, client }
+    return {
+      kind: 'forward',
+      route,
+      backend: chosen,
+      host,
+      path,
+      query: target.query,
+      client,
+      pool: variant?.pool ?? route,
+      setCookie: variant?.setCookie ?? null,
+    }
   }
 }
 

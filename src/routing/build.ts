@@ -53,6 +53,8 @@ export interface BuildConfig {
   readonly fabioKvPath?: string
   /** KV key of the HTML body for 404 answers; '' or absent: none. */
   readonly noRouteHtmlPath?: string
+  /** Whether routing.stickyKeyFile is set (else a sticky target is a problem and applies without stickiness). */
+  readonly stickyKeys?: boolean
 }
 
 export interface BuildResult {

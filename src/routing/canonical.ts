@@ -9,7 +9,7 @@
 // starts with its route id and ids are unique in a table.
 
 import { formatTarget } from './targets.js'
-import type { Route, RouteTable } from './types.js'
+import type { BackendPool, Route, RouteTable } from './types.js'
 
 const linesOf = new WeakMap<Route, readonly string[]>()
 
@@ -24,6 +24,22 @@ function routeLines(route: Route): readonly string[] {
       const opts = t.optionsText ? ` opts "${t.optionsText}"` : ''
       return `route ${route.id} ${t.service} ${t.origin} weight ${t.weight.toFixed(4)}${version}${opts}`
     })
+  }
+  const v = route.variants
+  if (v !== null) {
+    // Where matched and pinned requests go moves traffic too: it belongs in the change log.
+    const origins = (pool: BackendPool) => pool.backends.map((b) => b.origin).join(',')
+    lines = [
+      ...lines,
+      ...v.rules.map(
+        (r) =>
+          `route ${route.id} match ${r.source} ${r.name}=${JSON.stringify(r.equals)} ${r.pool.service} version ${r.pool.version} ${origins(r.pool)}`,
+      ),
+      ...(v.sticky?.versions.map(
+        (s) =>
+          `route ${route.id} sticky ${v.sticky?.service} version ${s.version} buckets below ${s.upTo} ${origins(s.pool)}`,
+      ) ?? []),
+    ]
   }
   linesOf.set(route, lines)
   return lines

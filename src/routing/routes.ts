@@ -16,6 +16,7 @@ import type {
   RouteSpec,
   TargetSpec,
 } from './types.js'
+import { compileVariants, ruleVersions } from './variants.js'
 import { servingWeights } from './weights.js'
 
 /** One instance's claim on a route, with what the build decided about it. */
@@ -57,10 +58,12 @@ export function buildRoute(
   const weights = servingWeights(serving, effective)
 
   const weightOf = new Map(serving.map((c, i) => [c, weights[i] as number]))
+  const matched = new Map(services.map((s) => [s, ruleVersions(effective.get(s) ?? null)]))
 
   const backends: Backend[] = []
   const servingWeightsKept: number[] = []
   const idle: Backend[] = []
+  const backendOf = new Map<Candidate, Backend>()
   for (const c of candidates) {
     const weight = weightOf.get(c) ?? 0
     const state: InstanceState =
@@ -69,11 +72,14 @@ export function buildRoute(
         : c.health === 'unhealthy'
           ? 'unhealthy'
           : !c.selected
-            ? 'not-selected'
+            ? matched.get(c.instance.service)?.has(c.version)
+              ? 'match-only'
+              : 'not-selected'
             : weight > 0
               ? 'serving'
               : 'zero-weight'
     const backend = makeBackend(c, weight, state)
+    backendOf.set(c, backend)
     if (state === 'serving') {
       backends.push(backend)
       servingWeightsKept.push(weight)
@@ -124,6 +130,7 @@ export function buildRoute(
     cumulative: buildCumulative(servingWeightsKept),
     access: [...ruleSets.values()],
     auth,
+    variants: compileVariants(id, candidates, backendOf, effective, problems),
   }
 }
 
@@ -200,6 +207,7 @@ export function addPendingRoutes(
         cumulative: [],
         access: [],
         auth: [],
+        variants: null,
       })
     }
   }

@@ -7,10 +7,12 @@ import type { BuildConfig } from './build.js'
 import { type ServiceFacts, serviceFacts } from './facts.js'
 import { instanceSlice, instanceVersion } from './identity.js'
 import type { ProblemList } from './problems.js'
-import { formatTarget, parseTarget } from './targets.js'
+import { parseRolloutRecord, ROLLOUT_KEY } from './rollout-record.js'
+import { formatTarget, parseTarget, targetVersions } from './targets.js'
 import type {
   CatalogSnapshot,
   InstanceSnapshot,
+  RolloutRecord,
   RouteTable,
   TargetEntry,
   TargetSpec,
@@ -85,11 +87,22 @@ export function resolveTargets(
   const before = new Map(previous.targets.map((t) => [t.service, t]))
   const prefix = `${config.targetPrefix}/`
   const statuses: TargetStatus[] = []
+  // A rollout's record sits beside its target (`<prefix>/<service>/rollout`):
+  // shown with the target, never a target itself.
+  const rollouts = new Map<string, RolloutRecord>()
+  for (const entry of entries) {
+    if (!entry.key.startsWith(prefix) || !entry.key.endsWith(`/${ROLLOUT_KEY}`)) continue
+    const service = entry.key.slice(prefix.length, -ROLLOUT_KEY.length - 1)
+    const record = service.includes('/') ? null : parseRolloutRecord(entry.value)
+    if (record !== null) rollouts.set(service, record)
+  }
 
   for (const entry of [...entries].sort((a, b) => (a.key < b.key ? -1 : 1))) {
     if (!entry.key.startsWith(prefix)) continue
     const service = entry.key.slice(prefix.length)
     if (service === '') continue
+    if (service.endsWith(`/${ROLLOUT_KEY}`) && !service.slice(0, -ROLLOUT_KEY.length - 1).includes('/'))
+      continue
     if (service.includes('/')) {
       problems.add('SWY_ERR_TARGET_INVALID', `key ${entry.key}`, `not a service key: use ${prefix}<service>`)
       continue
@@ -108,6 +121,14 @@ export function resolveTargets(
       desired = old?.desired ?? null
     }
 
+    if (desired?.kind === 'weights' && desired.sticky && !config.stickyKeys) {
+      problems.add(
+        'SWY_ERR_STICKY_KEY',
+        `service ${service}`,
+        'the target asks for sticky versions but routing.stickyKeyFile is not set: the split applies per request, without stickiness',
+      )
+    }
+    const rollout = rollouts.get(service) ?? null
     const instances = catalog.services.get(service) ?? []
     const facts = serviceFacts(instances, config.tagPrefix, config.matcher)
     const missing =
@@ -121,6 +142,7 @@ export function resolveTargets(
         reason: '',
         key: entry.key,
         modifyIndex: entry.modifyIndex,
+        rollout,
       })
       continue
     }
@@ -142,6 +164,7 @@ export function resolveTargets(
       reason,
       key: entry.key,
       modifyIndex: entry.modifyIndex,
+      rollout,
     })
   }
   return statuses
@@ -155,22 +178,12 @@ function missingFor(
 ): string {
   if (spec === null) return ''
   const live = instances.filter((i) => health.get(i) === 'healthy')
-  switch (spec.kind) {
-    case 'version':
-      return live.some((i) => instanceVersion(i) === spec.version)
-        ? ''
-        : `no healthy instance of version ${spec.version}`
-    case 'slice':
-      return live.some((i) => instanceSlice(i) === spec.slice)
-        ? ''
-        : `no healthy instance of slice ${spec.slice}`
-    case 'weights': {
-      const absent = Object.entries(spec.weights)
-        .filter(([v, w]) => w > 0 && !live.some((i) => instanceVersion(i) === v))
-        .map(([v]) => v)
-      return absent.length === 0 ? '' : `no healthy instance of version ${absent.join(', ')}`
-    }
-  }
+  if (spec.kind === 'slice' && !live.some((i) => instanceSlice(i) === spec.slice))
+    return `no healthy instance of slice ${spec.slice}`
+  // Every version the target sends to, a match rule's too: a canary rule into
+  // a version with nothing healthy is not ready like a cutover would be.
+  const absent = targetVersions(spec).filter((v) => !live.some((i) => instanceVersion(i) === v))
+  return absent.length === 0 ? '' : `no healthy instance of version ${absent.join(', ')}`
 }
 
 /**

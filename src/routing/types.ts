@@ -123,10 +123,34 @@ export interface RouteSpec {
 
 // ---------------------------------------------------------------- targets
 
+/**
+ * A request that carries a header or cookie with exactly this value goes to
+ * `version` (while it has a healthy instance), whatever the rest of the
+ * target says: the header and cookie canaries of a target's `match` list.
+ */
+export interface MatchRule {
+  readonly source: 'header' | 'cookie'
+  /** Header names lower-cased; cookie names as written (they are case-sensitive). */
+  readonly name: string
+  readonly equals: string
+  readonly version: string
+}
+
+/** Fields any target may carry besides what selects the default traffic. */
+interface TargetRules {
+  /** Checked in order before the default selection; absent or empty for none. */
+  readonly match?: readonly MatchRule[]
+}
+
 export type TargetSpec =
-  | { readonly kind: 'version'; readonly version: string }
-  | { readonly kind: 'slice'; readonly slice: string }
-  | { readonly kind: 'weights'; readonly weights: Readonly<Record<string, number>> }
+  | ({ readonly kind: 'version'; readonly version: string } & TargetRules)
+  | ({ readonly kind: 'slice'; readonly slice: string } & TargetRules)
+  | ({
+      readonly kind: 'weights'
+      readonly weights: Readonly<Record<string, number>>
+      /** A client keeps the version it first got (signed cookie) while that version stays in the split. */
+      readonly sticky?: boolean
+    } & TargetRules)
 
 export interface TargetStatus {
   readonly service: string
@@ -139,12 +163,43 @@ export interface TargetStatus {
   readonly reason: string
   readonly key: string
   readonly modifyIndex: number
+  /** A rollout's state record (`<prefix>/<service>/rollout`), as the rollout command last wrote it; null for none. */
+  readonly rollout: RolloutRecord | null
+}
+
+/**
+ * What `switchyard rollout` keeps in KV beside the target, so every operator
+ * (and every proxy's status page) sees it. Written only by the rollout
+ * commands; read leniently by the proxy (display only).
+ */
+export interface RolloutRecord {
+  readonly service: string
+  readonly to: string
+  /** running | paused | completed | rolled-back | aborted | interrupted */
+  readonly state: string
+  /** Weight steps in percent of traffic to `to`, e.g. [10, 25, 50, 100]. */
+  readonly steps: readonly number[]
+  /** Index into steps of the step in force; -1 before the first write. */
+  readonly step: number
+  /** The target before the rollout, as it was in KV: what a rollback writes back. */
+  readonly before: string
+  readonly startedAt: string
+  readonly updatedAt: string
+  /** The last check, or why it stopped, in words. */
+  readonly message: string
 }
 
 // ---------------------------------------------------------------- table
 
 /** Why an instance on a route does or does not get traffic. */
-export type InstanceState = 'serving' | 'unhealthy' | 'maintenance' | 'not-selected' | 'zero-weight'
+export type InstanceState =
+  | 'serving'
+  | 'unhealthy'
+  | 'maintenance'
+  | 'not-selected'
+  | 'zero-weight'
+  /** Healthy, outside the default selection, and sent the requests a match rule of the target names its version for. */
+  | 'match-only'
 
 /**
  * A backend: one instance as seen on one route, with everything the proxy
@@ -202,6 +257,63 @@ export interface Route {
   readonly access: readonly AccessRules[]
   /** Every distinct `auth=` scheme of the route's instances, sorted; a request must pass all. */
   readonly auth: readonly string[]
+  /**
+   * Match rules and sticky splits of the targets of the route's services,
+   * compiled against its backends; null when no target of them has any, so
+   * the request path only checks for null.
+   */
+  readonly variants: RouteVariants | null
+}
+
+/** What a picker needs of a route, or of a pool of its backends. */
+export type Pickable = Pick<Route, 'id' | 'backends' | 'schedule' | 'cumulative'>
+
+/**
+ * Some backends of a route with their own picking order: the backends of
+ * one version of one service. Picked like a route (same fields), under its
+ * own id so its round-robin position is its own.
+ */
+export interface BackendPool {
+  /** Unique among routes and pools: `<route id> <service> version <v>` (route ids have no space). */
+  readonly id: string
+  readonly service: string
+  readonly version: string
+  /** Serving (or match-only) backends of that version on the route; may be empty. */
+  readonly backends: readonly Backend[]
+  readonly schedule: readonly number[]
+  readonly cumulative: readonly number[]
+}
+
+export interface CompiledRule {
+  readonly source: 'header' | 'cookie'
+  readonly name: string
+  readonly equals: string
+  readonly pool: BackendPool
+}
+
+/**
+ * A sticky weights split of one service on a route. A client's cookie holds a
+ * bucket in [0, 1); the bucket falls in one version's slice of the cumulative
+ * weights (versions in sorted order), so when the weights change only the
+ * clients whose bucket changed slice move, and the split of clients follows
+ * the weights.
+ */
+export interface StickySplit {
+  readonly service: string
+  /** Cookie name, one per service: `switchyard_<service>` with other characters as `_`. */
+  readonly cookie: string
+  /** Versions with a weight above 0, sorted; `upTo` is the end of the version's slice (the last is 1). */
+  readonly versions: readonly {
+    readonly version: string
+    readonly upTo: number
+    readonly pool: BackendPool
+  }[]
+}
+
+export interface RouteVariants {
+  readonly rules: readonly CompiledRule[]
+  /** Only on a route of one service (a shared route cannot keep one cookie per client). */
+  readonly sticky: StickySplit | null
 }
 
 /**

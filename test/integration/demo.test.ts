@@ -80,6 +80,12 @@ describeWithConsul('npm run demo', () => {
     expect(canary2).toBeLessThanOrEqual(11)
     expect(stdout).toMatch(/green-2\s+░+\s+0\.0%\s+\(0\)/)
     expect(stdout).toMatch(/green-2 rejoined the pool [\d.]+ s after it passed again/)
+    // The guarded rollout back to blue: every step checked, then complete.
+    for (const step of ['1/3 (25 % to 1.0)', '2/3 (50 % to 1.0)', '3/3 (100 % to 1.0)'])
+      expect(stdout).toMatch(
+        new RegExp(`demo: step ${step.replace(/[()]/g, '\\$&')}, \\d+s: 1\\.0: \\d+ requests .*: ok`),
+      )
+    expect(stdout).toContain('demo: rollout to 1.0 complete after 3 steps')
     for (const port of new Set(ports(stdout))) expect(await listening(port)).toBe(false)
   })
 

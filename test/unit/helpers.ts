@@ -93,6 +93,7 @@ export function requestHead(
     userAgent: headers['user-agent'] ?? '',
     forwardedFor: headers['x-forwarded-for'] ?? null,
     authorization: headers.authorization ?? '',
+    cookie: headers.cookie ?? '',
     client: { address: '127.0.0.1', localPort: 9999, proto: 'http' },
     upgrade: null,
     bodyLength: 0,

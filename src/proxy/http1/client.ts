@@ -87,6 +87,7 @@ interface HeadFacts {
   userAgent: string
   forwardedFor: string | null
   authorization: string
+  cookie: string
   contentLength: number
   chunked: boolean
   upgrade: string
@@ -319,6 +320,7 @@ export class ClientConnection implements Sweepable {
       userAgent: facts.userAgent,
       forwardedFor: facts.forwardedFor,
       authorization: facts.authorization,
+      cookie: facts.cookie,
       client: this.info,
       upgrade: websocket,
       bodyLength,
@@ -518,6 +520,7 @@ function scan(fields: readonly string[]): HeadFacts {
     userAgent: '',
     forwardedFor: null,
     authorization: '',
+    cookie: '',
     contentLength: 0,
     chunked: false,
     upgrade: '',
@@ -534,6 +537,8 @@ function scan(fields: readonly string[]): HeadFacts {
       case 6:
         if (name.toLowerCase() === 'expect')
           facts.expectContinue = (fields[i + 1] as string).toLowerCase() === '100-continue'
+        else if (name.toLowerCase() === 'cookie')
+          facts.cookie = facts.cookie === '' ? (fields[i + 1] as string) : `${facts.cookie}; ${fields[i + 1]}`
         break
       case 7:
         if (name.toLowerCase() === 'upgrade') facts.upgrade = fields[i + 1] as string
@@ -972,6 +977,7 @@ const REFUSED_HEAD: RequestHead = {
   userAgent: '',
   forwardedFor: null,
   authorization: '',
+  cookie: '',
   client: { address: '', localPort: 0, proto: 'http' },
   upgrade: null,
   bodyLength: 0,

@@ -162,6 +162,7 @@ function requestFields(raw: readonly string[]): {
   host: string
   forwardedFor: string | null
   authorization: string
+  cookie: string
 } {
   const fields: string[] = []
   const cookies: string[] = []
@@ -186,8 +187,9 @@ function requestFields(raw: readonly string[]): {
       forwardedFor = forwardedFor === null ? value : `${forwardedFor},${value}`
     fields.push(name, value)
   }
-  if (cookies.length > 0) fields.push('cookie', cookies.join('; '))
-  return { fields, contentLength, userAgent, host, forwardedFor, authorization }
+  const cookie = cookies.join('; ')
+  if (cookies.length > 0) fields.push('cookie', cookie)
+  return { fields, contentLength, userAgent, host, forwardedFor, authorization, cookie }
 }
 
 /** One request stream, as the attempt path sees it. */
@@ -224,7 +226,7 @@ export class StreamExchange implements Downstream {
   ) {
     this.stream = stream
     this.ctx = ctx
-    const { fields, contentLength, userAgent, host, forwardedFor, authorization } = requestFields(raw)
+    const { fields, contentLength, userAgent, host, forwardedFor, authorization, cookie } = requestFields(raw)
     const authority = headers[':authority']
     const bodyLength = stream.endAfterHeaders ? 0 : contentLength >= 0 ? contentLength : -1
     this.head = {
@@ -237,6 +239,7 @@ export class StreamExchange implements Downstream {
       userAgent,
       forwardedFor,
       authorization,
+      cookie,
       client,
       upgrade: null,
       bodyLength,
