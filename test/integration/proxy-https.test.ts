@@ -6,6 +6,8 @@
 import { execFile } from 'node:child_process'
 import { once } from 'node:events'
 import { constants, connect as h2connect } from 'node:http2'
+import { createServer as createHttpsServer } from 'node:https'
+import type { AddressInfo } from 'node:net'
 import { createSecureContext, type SecureContext } from 'node:tls'
 import { promisify } from 'node:util'
 import { Agent, request } from 'undici'
@@ -210,6 +212,41 @@ describeWithConsul('https listeners: TLS, HTTP/2 and HTTP/1.1 on one port', (con
       await dispatcher.close()
     } finally {
       await api.deregister(id).catch(() => {})
+    }
+  })
+
+  it('HTTPS instances: a certificate that does not verify is 502 SWY_ERR_UPSTREAM_TLS; tlsskipverify=true passes', async () => {
+    // The test CA is not one Node trusts: verification must fail, and say so.
+    const leaf = ca.leaf(['localhost'])
+    const secure = createHttpsServer({ cert: leaf.cert, key: leaf.key }, (req, res) =>
+      res.end(`tls ${req.url}`),
+    )
+    secure.listen(0, '127.0.0.1')
+    await once(secure, 'listening')
+    const port = (secure.address() as AddressInfo).port
+    const ids = [`${service}-tls-verify`, `${service}-tls-skip`]
+    await api.register({ id: ids[0]!, name: ids[0]!, port, tags: [`${prefix}/tlsup proto=https`] })
+    await api.register({
+      id: ids[1]!,
+      name: ids[1]!,
+      port,
+      tags: [`${prefix}/tlsskip proto=https tlsskipverify=true`],
+    })
+    try {
+      const plain = proxy.app.proxyUrls[1] as string
+      await eventually(async () => {
+        const res = await request(`${plain}/tlsup/x`)
+        expect(res.statusCode).toBe(502)
+        expect(res.headers['x-switchyard-error']).toBe('SWY_ERR_UPSTREAM_TLS')
+        expect(await res.body.text()).toMatch(/certificate/i)
+      })
+      await eventually(async () => {
+        const res = await request(`${plain}/tlsskip/y`)
+        expect(await res.body.text()).toBe('tls /tlsskip/y')
+      })
+    } finally {
+      for (const id of ids) await api.deregister(id).catch(() => {})
+      secure.close()
     }
   })
 
