@@ -24,6 +24,7 @@ import type { BodySink, ClientInfo, Downstream, RequestHead, ResponseFraming } f
 import { clientAddress, fieldLines } from '../headers.js'
 import type { ProxyObserver } from '../observer.js'
 import { errorBody } from '../outcome.js'
+import { RequestBody } from '../request-body.js'
 import type { RejectReason } from '../resolve.js'
 import { NEVER, type Sweepable, type Sweeper } from '../sweeper.js'
 import {
@@ -598,13 +599,7 @@ export class ClientExchange implements Downstream {
   private bodyMode: BodyMode = 'none'
   // request body
   lastBodyAt = 0
-  private received = 0
-  private buffered: Buffer[] = []
-  private bufferedBytes = 0
-  private sink: BodySink | null = null
-  private bodyDone: boolean
-  private trailers: readonly string[] = []
-  private ready: (() => void) | null = null
+  private readonly body: RequestBody
   private continueSent = false
 
   constructor(conn: ClientConnection, head: RequestHead, closeAfter: boolean, expectContinue: boolean) {
@@ -613,7 +608,11 @@ export class ClientExchange implements Downstream {
     this.startedAt = performance.now()
     this.closeAfter = closeAfter
     this.expectContinue = expectContinue
-    this.bodyDone = head.bodyLength === 0
+    this.body = new RequestBody(
+      conn.ctx.limits.requestBuffer,
+      { pause: () => conn.pauseReading(), resume: () => conn.resumeReading() },
+      head.bodyLength === 0,
+    )
     this.lastBodyAt = this.startedAt
     if (clientRequestChannel.hasSubscribers)
       clientRequestChannel.publish({ exchange: this, localPort: head.client.localPort })
@@ -654,16 +653,15 @@ export class ClientExchange implements Downstream {
   }
 
   get bodyComplete(): boolean {
-    return this.bodyDone
+    return this.body.complete
   }
 
   // ---- request body
 
   bodyChunk(chunk: Buffer): void {
     this.lastBodyAt = performance.now()
-    this.received += chunk.length
     const max = this.conn.ctx.limits.maxBodySize
-    if (max > 0 && this.received > max) {
+    if (max > 0 && this.body.received + chunk.length > max) {
       this.conn.ctx.observer.rejected?.('body-too-large', 413)
       this.bodyBroken(
         413,
@@ -672,26 +670,11 @@ export class ClientExchange implements Downstream {
       )
       return
     }
-    const sink = this.sink
-    if (sink !== null) {
-      if (!sink.data(chunk)) this.conn.pauseReading()
-      return
-    }
-    this.buffered.push(chunk)
-    this.bufferedBytes += chunk.length
-    if (this.bufferedBytes >= this.conn.ctx.limits.requestBuffer) {
-      // Nobody reads it yet (the instance is being connected to, or this
-      // request waits behind a pipelined one): stop reading the socket.
-      this.conn.pauseReading()
-      this.fireReady()
-    }
+    this.body.push(chunk)
   }
 
   bodyEnd(trailers: readonly string[]): void {
-    this.bodyDone = true
-    this.trailers = trailers
-    if (this.sink !== null) this.sink.end(trailers)
-    else this.fireReady()
+    this.body.end(trailers)
   }
 
   /** The client stalled its body: 408 if nothing was answered yet, and the attempt gives up. */
@@ -731,11 +714,7 @@ export class ClientExchange implements Downstream {
   }
 
   whenBodyReady(ready: () => void): void {
-    if (this.bodyDone || this.bufferedBytes >= this.conn.ctx.limits.requestBuffer) {
-      ready()
-      return
-    }
-    this.ready = ready
+    if (this.body.whenReady(ready)) return
     if (this.expectContinue && !this.continueSent && this.head.httpMinor >= 1) {
       // The client waits for this before sending its body (RFC 9110 §10.1.1).
       this.continueSent = true
@@ -743,25 +722,12 @@ export class ClientExchange implements Downstream {
     }
   }
 
-  private fireReady(): void {
-    const ready = this.ready
-    this.ready = null
-    ready?.()
-  }
-
   readBody(sink: BodySink): void {
-    this.sink = sink
-    const chunks = this.buffered
-    this.buffered = []
-    this.bufferedBytes = 0
-    let ok = true
-    for (const c of chunks) ok = sink.data(c) && ok
-    if (this.bodyDone) sink.end(this.trailers)
-    else if (ok) this.conn.resumeReading()
+    this.body.read(sink)
   }
 
   resumeBody(): void {
-    if (!this.bodyDone) this.conn.resumeReading()
+    this.body.resume()
   }
 
   // ---- response
@@ -818,7 +784,7 @@ export class ClientExchange implements Downstream {
     if (this.isGone || this.headSent) return
     this.headSent = true
     // A request body not read to its end leaves the connection's framing in doubt.
-    if (!this.bodyDone) this.closeAfter = true
+    if (!this.body.complete) this.closeAfter = true
     let framingLine = ''
     if (framing.noBody) {
       this.bodyMode = 'none'
@@ -873,7 +839,7 @@ export class ClientExchange implements Downstream {
       this.abort()
       return
     }
-    if (!this.bodyDone) this.closeAfter = true
+    if (!this.body.complete) this.closeAfter = true
     this.headSent = true
     const length = Buffer.byteLength(body)
     const text = this.head.method === 'HEAD' ? '' : body

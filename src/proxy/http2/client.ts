@@ -26,6 +26,7 @@ import { clientRequestChannel } from '../diagnostics.js'
 import type { BodySink, ClientInfo, Downstream, RequestHead, ResponseFraming } from '../exchange.js'
 import { clientAddress } from '../headers.js'
 import type { ProxyObserver } from '../observer.js'
+import { RequestBody } from '../request-body.js'
 
 export interface Http2Limits {
   readonly maxConcurrentStreams: number
@@ -209,13 +210,8 @@ export class StreamExchange implements Downstream {
   private noBody = false
   private trailers: readonly string[] = []
   // request body
-  private buffered: Buffer[] = []
-  private bufferedBytes = 0
-  private received = 0
-  private sink: BodySink | null = null
-  private bodyDone: boolean
+  private readonly body: RequestBody
   private requestTrailers: string[] = []
-  private ready: (() => void) | null = null
 
   constructor(
     stream: ServerHttp2Stream,
@@ -244,7 +240,7 @@ export class StreamExchange implements Downstream {
       upgrade: null,
       bodyLength,
     }
-    this.bodyDone = bodyLength === 0
+    this.body = new RequestBody(ctx.limits.requestBuffer, stream, bodyLength === 0)
     if (clientRequestChannel.hasSubscribers)
       clientRequestChannel.publish({ exchange: this, localPort: client.localPort })
     const max = ctx.limits.maxBodySize
@@ -277,15 +273,14 @@ export class StreamExchange implements Downstream {
   }
 
   get bodyComplete(): boolean {
-    return this.bodyDone
+    return this.body.complete
   }
 
   // ---- request body
 
   private readonly onData = (chunk: Buffer): void => {
-    this.received += chunk.length
     const max = this.ctx.limits.maxBodySize
-    if (max > 0 && this.received > max) {
+    if (max > 0 && this.body.received + chunk.length > max) {
       this.ctx.observer.rejected?.('body-too-large', 413)
       if (!this.headSent) {
         this.reply(413, ['x-switchyard-error', 'SWY_ERR_BODY_TOO_LARGE'], '413 Payload Too Large\n')
@@ -293,16 +288,7 @@ export class StreamExchange implements Downstream {
       } else this.abort()
       return
     }
-    if (this.sink !== null) {
-      if (!this.sink.data(chunk)) this.stream.pause()
-      return
-    }
-    this.buffered.push(chunk)
-    this.bufferedBytes += chunk.length
-    if (this.bufferedBytes >= this.ctx.limits.requestBuffer) {
-      this.stream.pause()
-      this.fireReady()
-    }
+    this.body.push(chunk)
   }
 
   private gone413(): void {
@@ -312,35 +298,19 @@ export class StreamExchange implements Downstream {
   }
 
   private readonly onEnd = (): void => {
-    this.bodyDone = true
-    if (this.sink !== null) this.sink.end(this.requestTrailers)
-    else this.fireReady()
+    this.body.end(this.requestTrailers)
   }
 
   whenBodyReady(ready: () => void): void {
-    if (this.bodyDone || this.bufferedBytes >= this.ctx.limits.requestBuffer) ready()
-    else this.ready = ready
-  }
-
-  private fireReady(): void {
-    const ready = this.ready
-    this.ready = null
-    ready?.()
+    this.body.whenReady(ready)
   }
 
   readBody(sink: BodySink): void {
-    this.sink = sink
-    const chunks = this.buffered
-    this.buffered = []
-    this.bufferedBytes = 0
-    let ok = true
-    for (const c of chunks) ok = sink.data(c) && ok
-    if (this.bodyDone) sink.end(this.requestTrailers)
-    else if (ok) this.stream.resume()
+    this.body.read(sink)
   }
 
   resumeBody(): void {
-    if (!this.bodyDone) this.stream.resume()
+    this.body.resume()
   }
 
   // ---- response
