@@ -191,10 +191,12 @@ export class ConsulAgent {
   async stop(): Promise<void> {
     const child = this.child
     this.child = null
-    if (!child || child.exitCode !== null) return
+    // Exited already, by its own hand or a signal (Ctrl-C reaches the whole group): 'exit' has been emitted.
+    if (!child || child.exitCode !== null || child.signalCode !== null) return
+    const exit = once(child, 'exit').catch(() => {})
     child.kill('SIGTERM')
     const timer = setTimeout(() => child.kill('SIGKILL'), 5_000)
-    await once(child, 'exit').catch(() => {})
+    await exit
     clearTimeout(timer)
   }
 

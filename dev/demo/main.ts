@@ -112,6 +112,12 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 
 type Counts = Map<string, number>
 
 /** Sends `total` requests (or until `until` resolves), counting answers by `key`. */
+/** Whether `until` settles within a second. */
+async function interruptedSoon(until: Promise<unknown> | undefined): Promise<boolean> {
+  if (until === undefined) return false
+  return Promise.race([until.then(() => true), delay(1_000, false)])
+}
+
 async function traffic(
   url: string,
   dispatcher: Agent,
@@ -127,8 +133,18 @@ async function traffic(
   const worker = async () => {
     while (!stop && (options.total === undefined || sent < options.total)) {
       sent++
-      const res = await request(url, { dispatcher })
-      const text = await res.body.text()
+      let text: string
+      let res: Awaited<ReturnType<typeof request>>
+      try {
+        res = await request(url, { dispatcher })
+        text = await res.body.text()
+      } catch (err) {
+        // Ctrl-C reaches Switchyard too: it closes its idle connections as it
+        // stops, so a request on one of them fails, maybe just before this
+        // process sees the signal. That is the end, not an error.
+        if (stop || (await interruptedSoon(options.until))) return
+        throw err
+      }
       const k = res.statusCode === 200 ? key(JSON.parse(text)) : `HTTP ${res.statusCode}`
       counts.set(k, (counts.get(k) ?? 0) + 1)
       // Interactive: a modest, steady rate; CI: as fast as the box allows.
@@ -136,8 +152,12 @@ async function traffic(
     }
   }
   const ticker = options.view ? setInterval(() => options.view?.tick(counts), 250) : null
-  await Promise.all(Array.from({ length: 4 }, worker))
-  if (ticker) clearInterval(ticker)
+  try {
+    await Promise.all(Array.from({ length: 4 }, worker))
+  } finally {
+    // Also on a failure: a live ticker would keep the demo from ever exiting.
+    if (ticker) clearInterval(ticker)
+  }
   options.view?.tick(counts)
   return counts
 }
@@ -262,9 +282,10 @@ async function main(): Promise<number> {
     { env, stdio: ['ignore', 'ignore', 'inherit'] },
   )
   cleanups.unshift(async () => {
-    if (switchyard.exitCode !== null) return
+    if (switchyard.exitCode !== null || switchyard.signalCode !== null) return
+    const exit = once(switchyard, 'exit')
     switchyard.kill('SIGTERM')
-    await once(switchyard, 'exit')
+    await exit
   })
   const admin = `http://127.0.0.1:${adminPort}`
   const proxy = `http://127.0.0.1:${proxyPort}/demo`
@@ -381,7 +402,7 @@ async function main(): Promise<number> {
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   cleanups.unshift(() => {
-    if (rollout.exitCode === null) rollout.kill('SIGTERM')
+    if (rollout.exitCode === null && rollout.signalCode === null) rollout.kill('SIGTERM')
   })
   // Its lines appear above the live bars as the steps go by.
   for (const stream of [rollout.stdout, rollout.stderr])
@@ -424,7 +445,10 @@ async function main(): Promise<number> {
 
 /** Each demo instance's state on the route, as the admin API names it (serving, unhealthy, not-selected…). */
 async function instanceStates(admin: string): Promise<Map<string, string>> {
-  const routes = (await (await fetch(`${admin}/api/routes`)).json()) as {
+  // Bounded: Ctrl-C stops Switchyard too, and a read left hanging would hold the demo's exit.
+  const routes = (await (
+    await fetch(`${admin}/api/routes`, { signal: AbortSignal.timeout(5_000) })
+  ).json()) as {
     id: string
     instances: { id: string; state: string }[]
   }[]
@@ -456,12 +480,20 @@ async function announceChanges(admin: string, view: LiveView, until: Promise<voi
   }
 }
 
+/** How long one clean-up step may take before the rest go ahead without it. */
+const STEP_BOUND_MS = 10_000
+
 async function cleanup(): Promise<void> {
   for (const step of cleanups.splice(0)) {
+    // A step that hangs (a connection that never ends) must not keep the
+    // others, and so Consul and the temporary files, from being cleaned up.
+    const bound = new AbortController()
     try {
-      await step()
+      await Promise.race([step(), delay(STEP_BOUND_MS, undefined, { signal: bound.signal })])
     } catch {
       // Keep stopping the rest.
+    } finally {
+      bound.abort()
     }
   }
 }

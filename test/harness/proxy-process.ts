@@ -73,9 +73,10 @@ export async function startProxyProcess(
     rss: () => statusBytes(pid, 'VmRSS'),
     peakRss: () => statusBytes(pid, 'VmHWM'),
     async stop() {
-      if (child.exitCode !== null) return
+      if (child.exitCode !== null || child.signalCode !== null) return
+      const exit = once(child, 'exit')
       child.kill('SIGTERM')
-      await once(child, 'exit')
+      await exit
     },
   }
 }

@@ -3,11 +3,12 @@
 // announces instances leaving and rejoining, and stops everything on Ctrl-C,
 // also when its output goes through `tee`.
 
-import { type ChildProcess, execFile, spawn } from 'node:child_process'
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { setTimeout as delay } from 'node:timers/promises'
 import { promisify } from 'node:util'
 import { afterAll, expect, it } from 'vitest'
 import { describeWithConsul } from '../harness/context.js'
@@ -50,9 +51,18 @@ function frames(output: string): string[][] {
 
 const exited = (child: ChildProcess) =>
   new Promise<number | null>((resolve) => {
-    if (child.exitCode !== null) resolve(child.exitCode)
+    if (child.exitCode !== null || child.signalCode !== null) resolve(child.exitCode)
     else child.on('exit', (code) => resolve(code))
   })
+
+/** What is still running in a process group, for a failure message. */
+function processGroup(pgid: number): string {
+  try {
+    return execFileSync('ps', ['-o', 'pid,stat,etime,args', '-g', String(pgid)], { encoding: 'utf8' })
+  } catch {
+    return '(ps found nothing)'
+  }
+}
 
 const scratch = mkdtempSync(join(tmpdir(), 'switchyard-demo-test-'))
 afterAll(() => rmSync(scratch, { recursive: true, force: true }))
@@ -160,10 +170,13 @@ describeWithConsul('npm run demo', () => {
     const mine = () => readdirSync(tmp).filter((name) => name.startsWith('switchyard-'))
     expect(mine().length).toBeGreaterThanOrEqual(2)
     process.kill(-(shell.pid as number), 'SIGINT')
-    await exited(shell)
+    const ended = await Promise.race([exited(shell), delay(60_000, 'still running' as const, { ref: false })])
+    if (ended === 'still running')
+      throw new Error(`the pipeline did not end within 60 s of Ctrl-C:\n${processGroup(shell.pid as number)}`)
     // The demo may outlive the pipeline's shell by its clean-up.
     await eventually(() => expect(mine()).toEqual([]), 30_000, 200)
     for (const port of new Set(ports(read())))
       await eventually(async () => expect(await listening(port)).toBe(false), 10_000)
-  }, 150_000)
+    // Each stage has its own bound above (start 100 s, exit 60 s, files 30 s, ports 10 s).
+  }, 210_000)
 })
