@@ -15,10 +15,10 @@ import { type AddressInfo, createServer as createNetServer } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client'
 import { createAdminServer } from '../admin/server.js'
+import { proxyListeners } from '../config/listeners.js'
 import type { ResolvedConfig } from '../config/load.js'
-import { proxyListeners } from '../config/schema.js'
 import { SwitchyardError } from '../errors.js'
-import type { Logger } from '../log.js'
+import { createLogger, type Logger } from '../log.js'
 import { accessLogObserver } from '../metrics/access-log.js'
 import { SwitchyardMetrics } from '../metrics/metrics.js'
 import { combineObservers } from '../metrics/observers.js'
@@ -302,6 +302,21 @@ function toPrimary(message: ToPrimary): void {
 }
 
 /** A worker: waits for tables from the primary and proxies with them until told to stop. */
+/**
+ * A proxy worker forked by `serve`'s primary. Its config comes from the
+ * primary, it has no Consul access (so no token), tables arrive over IPC. Its
+ * command line is not looked at: in the single executable, cluster.fork()
+ * passes the executable's own path where a script would be.
+ */
+export async function serveAsWorker(env: Readonly<Record<string, string | undefined>>): Promise<number> {
+  const config = workerConfigFrom(env)
+  await runWorker(
+    config,
+    createLogger(config.log.level).child({ worker: cluster.worker?.id, pid: process.pid }),
+  )
+  return 0
+}
+
 export async function runWorker(config: ResolvedConfig, log: Logger): Promise<void> {
   const store = new TableStore()
   // Fed by the primary; what this worker's https listeners serve.

@@ -6,8 +6,8 @@ import { once } from 'node:events'
 import type { Server } from 'node:http'
 import type { AddressInfo, Server as NetServer } from 'node:net'
 import { createAdminServer } from '../admin/server.js'
+import { proxyListeners } from '../config/listeners.js'
 import type { ResolvedConfig } from '../config/load.js'
-import { proxyListeners } from '../config/schema.js'
 import { ConsulClient } from '../consul/client.js'
 import { ConfigError, SwitchyardError } from '../errors.js'
 import type { Logger } from '../log.js'
@@ -30,7 +30,6 @@ import { TableSync } from '../table/sync.js'
 import { tlsSettingsOf } from '../tls/server-options.js'
 import { CertificateSources, certificateReport } from '../tls/sources.js'
 import { CertificateStore } from '../tls/store.js'
-import { redactConfig } from './token.js'
 
 export interface Switchyard {
   readonly store: TableStore
@@ -365,4 +364,9 @@ export async function listen(
   const address = server.address() as AddressInfo
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
   return `http://${host}:${address.port}`
+}
+
+/** The config as the admin API and logs may show it. */
+function redactConfig(config: ResolvedConfig): unknown {
+  return { ...config, consul: { ...config.consul, token: config.consul.token ? '[redacted]' : '' } }
 }

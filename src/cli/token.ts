@@ -20,8 +20,3 @@ export function resolveToken(config: ResolvedConfig): string {
   if (token === '') throw new TokenFileError(path, 'the file is empty', source)
   return token
 }
-
-/** The config as the admin API and logs may show it. */
-export function redactConfig(config: ResolvedConfig): unknown {
-  return { ...config, consul: { ...config.consul, token: config.consul.token ? '[redacted]' : '' } }
-}

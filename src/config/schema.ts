@@ -337,14 +337,3 @@ export const configSchema = z
   })
 
 export type Config = z.output<typeof configSchema>
-
-export interface ListenerConfig {
-  readonly address: { readonly host: string; readonly port: number }
-  readonly protocol: 'http' | 'https'
-}
-
-/** The proxy's listeners: `proxy.listeners`, or the one plain listener `proxy.listen` is shorthand for. */
-export function proxyListeners(config: Pick<Config, 'proxy'>): ListenerConfig[] {
-  const listeners = config.proxy.listeners
-  return listeners.length > 0 ? listeners : [{ address: config.proxy.listen, protocol: 'http' }]
-}

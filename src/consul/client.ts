@@ -1,10 +1,16 @@
 // A thin typed HTTP client for the few Consul endpoints Switchyard reads (and the
-// one the operator CLI writes), over an undici pool. The `consul` npm package's
-// watch has no rate limit and stops on some errors; blocking queries here go
-// through blocking-query.ts, which owns index rules, rate limit and backoff.
+// one the operator CLI writes), over node:http with a keep-alive agent. The
+// `consul` npm package's watch has no rate limit and stops on some errors;
+// blocking queries here go through blocking-query.ts, which owns index rules,
+// rate limit and backoff.
+//
+// Not undici: its WebAssembly HTTP parser costs about 15 MiB of resident memory
+// per process once used, for a few requests a second; node:http's parser is
+// already in the binary (bench/results/memory.md).
 
 import { readFileSync } from 'node:fs'
-import { Pool } from 'undici'
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http'
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
 import { ConsulHttpError, ConsulPermissionError, ConsulUnreachableError } from '../errors.js'
 
 export interface ConsulTls {
@@ -37,30 +43,35 @@ export type Query = Readonly<Record<string, string | number | boolean | undefine
 
 export class ConsulClient {
   readonly address: string
-  private readonly pool: Pool
   private readonly token: string
   private readonly datacenter: string
+  private readonly url: URL
+  private readonly agent: HttpAgent
+  private readonly request: typeof httpRequest
 
   constructor(options: ConsulClientOptions) {
     this.address = options.address
     this.token = options.token
     this.datacenter = options.datacenter
+    this.url = new URL(options.address)
+    // One connection per concurrent blocking query (they hang for minutes),
+    // idle ones kept a minute for the next read.
+    const agentOptions = { keepAlive: true, maxFreeSockets: 1024, timeout: 60_000 }
     const tls = options.tls
-    this.pool = new Pool(options.address, {
-      // One connection per concurrent blocking query: they hang for minutes.
-      connections: null,
-      pipelining: 1,
-      keepAliveTimeout: 60_000,
-      connect: tls
-        ? {
-            ca: tls.caFile ? readFileSync(tls.caFile) : undefined,
-            cert: tls.certFile ? readFileSync(tls.certFile) : undefined,
-            key: tls.keyFile ? readFileSync(tls.keyFile) : undefined,
-            servername: tls.serverName || undefined,
-            rejectUnauthorized: tls.verify,
-          }
-        : undefined,
-    })
+    if (this.url.protocol === 'https:') {
+      this.request = httpsRequest as typeof httpRequest
+      this.agent = new HttpsAgent({
+        ...agentOptions,
+        ca: tls?.caFile ? readFileSync(tls.caFile) : undefined,
+        cert: tls?.certFile ? readFileSync(tls.certFile) : undefined,
+        key: tls?.keyFile ? readFileSync(tls.keyFile) : undefined,
+        servername: tls?.serverName || undefined,
+        rejectUnauthorized: tls?.verify ?? true,
+      })
+    } else {
+      this.request = httpRequest
+      this.agent = new HttpAgent(agentOptions)
+    }
   }
 
   /** GET, any status; throws only when Consul cannot be reached or times out. */
@@ -82,7 +93,7 @@ export class ConsulClient {
   }
 
   async close(): Promise<void> {
-    await this.pool.destroy()
+    this.agent.destroy()
   }
 
   async send(
@@ -100,31 +111,106 @@ export class ConsulClient {
       params.set(k, v === true ? '' : String(v))
     }
     const qs = params.toString().replace(/=(&|$)/g, '$1')
-    const headers: Record<string, string> = {}
+    const headers: Record<string, string | number> = {}
     if (this.token) headers['x-consul-token'] = this.token
+    if (body !== undefined) headers['content-length'] = Buffer.byteLength(body)
     try {
-      const res = await this.pool.request({
-        method,
-        path: qs ? `${path}?${qs}` : path,
-        headers,
-        body,
-        signal: options.signal,
-        headersTimeout: options.timeoutMs,
-        bodyTimeout: options.timeoutMs,
+      const target = qs ? `${path}?${qs}` : path
+      // A kept-alive connection Consul closed while it sat idle fails the
+      // next request on it before any answer; a read is safe to send again.
+      const {
+        status,
+        headers: h,
+        text,
+      } = await this.exchange(method, target, headers, body, options).catch((err: unknown) => {
+        if (err instanceof StaleConnectionError && method === 'GET')
+          return this.exchange(method, target, headers, body, options)
+        throw err instanceof StaleConnectionError ? err.cause : err
       })
-      const text = await res.body.text()
-      const indexHeader = res.headers['x-consul-index']
-      const index = Number(Array.isArray(indexHeader) ? indexHeader[0] : indexHeader)
+      const index = Number(h['x-consul-index'])
       return {
-        status: res.statusCode,
+        status,
         index: Number.isSafeInteger(index) && index > 0 ? index : 0,
         body: text,
-        filteredByAcl: res.headers['x-consul-results-filtered-by-acls'] === 'true',
+        filteredByAcl: h['x-consul-results-filtered-by-acls'] === 'true',
       }
     } catch (err) {
       if (options.signal?.aborted) throw err
       throw new ConsulUnreachableError(this.address, err)
     }
+  }
+
+  /**
+   * One request and its whole body. `timeoutMs` bounds the wait for the
+   * response head, then each wait for more of the body; `signal` aborts it with
+   * the signal's reason.
+   */
+  private exchange(
+    method: string,
+    path: string,
+    headers: Record<string, string | number>,
+    body: string | undefined,
+    options: { signal?: AbortSignal; timeoutMs: number },
+  ): Promise<{ status: number; headers: IncomingMessage['headers']; text: string }> {
+    const { signal, timeoutMs } = options
+    return new Promise((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason)
+      const req = this.request({
+        agent: this.agent,
+        protocol: this.url.protocol,
+        hostname: this.url.hostname.replace(/^\[(.*)\]$/, '$1'),
+        port: this.url.port,
+        method,
+        path,
+        headers,
+      })
+      let timer: NodeJS.Timeout | undefined
+      const fail = (err: Error) => {
+        clearTimeout(timer)
+        signal?.removeEventListener('abort', onAbort)
+        req.destroy(err)
+        reject(err)
+      }
+      const arm = (what: string) => {
+        clearTimeout(timer)
+        timer = setTimeout(() => fail(new Error(`no ${what} within ${timeoutMs} ms`)), timeoutMs)
+      }
+      const onAbort = () => fail(signal?.reason ?? new Error('aborted'))
+      signal?.addEventListener('abort', onAbort, { once: true })
+      arm('response head')
+      let answered = false
+      req.on('error', (err) => fail(req.reusedSocket && !answered ? new StaleConnectionError(err) : err))
+      req.once('response', (res) => {
+        answered = true
+        const chunks: Buffer[] = []
+        arm('more of the response body')
+        res.on('data', (chunk: Buffer) => {
+          chunks.push(chunk)
+          timer?.refresh()
+        })
+        res.on('error', fail)
+        res.once('close', () => {
+          if (!res.complete) fail(new Error('connection closed before the end of the response'))
+        })
+        res.once('end', () => {
+          clearTimeout(timer)
+          signal?.removeEventListener('abort', onAbort)
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            text: Buffer.concat(chunks).toString('utf8'),
+          })
+        })
+      })
+      req.end(body)
+    })
+  }
+}
+
+/** A request that failed on a reused keep-alive connection before any answer came. */
+class StaleConnectionError extends Error {
+  constructor(cause: Error) {
+    super(cause.message, { cause })
   }
 }
 

@@ -165,6 +165,11 @@ export function createProxyListener(
   }
 
   const drain = async (graceMs: number): Promise<{ cut: number }> => {
+    // What reached the kernel before the stop — connections in the accept
+    // backlog, a request on a kept-alive connection — may be read in the same
+    // event-loop turn as the stop, after it. Let that turn finish, so those are
+    // served (with `Connection: close`) rather than reset as idle.
+    await new Promise<void>((resolve) => setImmediate(resolve))
     ctx.draining = true
     h2.drain()
     const closed = new Promise<void>((resolve) => server.close(() => resolve()))

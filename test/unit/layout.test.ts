@@ -1,6 +1,7 @@
 // Which code may import which: the benchmarks are tools of their own and must
 // not depend on the test harness (a test refactor would break `npm run bench`),
-// and what ships (src/) never imports tests or benchmarks.
+// what ships (src/) never imports tests or benchmarks, and a proxy worker's
+// modules leave out what only the primary and the operator commands need.
 
 import { readdirSync, readFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
@@ -36,5 +37,31 @@ describe('import layout', () => {
   it('src/ imports neither tests nor benchmarks', () => {
     expect(importsInto('src', 'test')).toEqual([])
     expect(importsInto('src', 'bench')).toEqual([])
+  })
+
+  it('a proxy worker does not load the config parser or the operator commands', () => {
+    // Each is resident memory in every worker process (bench/results/memory.md).
+    const packages = new Set<string>()
+    const files = new Set<string>()
+    const visit = (file: string) => {
+      if (files.has(file)) return
+      files.add(file)
+      const text = readFileSync(join(ROOT, file), 'utf8')
+      // Static imports only: a dynamic import() is loaded where it is called.
+      for (const m of text.matchAll(
+        /^(?:import|export)(?!\s+type\b)[^'";]*?from\s+'([^']+)'|^import\s+'([^']+)'/gm,
+      )) {
+        const spec = (m[1] ?? m[2]) as string
+        if (spec.startsWith('.')) visit(relative(ROOT, join(ROOT, file, '..', spec.replace(/\.js$/, '.ts'))))
+        else if (!spec.startsWith('node:')) packages.add(spec)
+      }
+    }
+    visit('src/cli/cluster.ts')
+    expect(files.size).toBeGreaterThan(40)
+    expect(packages).toContain('prom-client')
+    expect([...packages].filter((p) => p === 'zod' || p === 'yaml')).toEqual([])
+    expect(
+      [...files].filter((f) => /^src\/(config\/(load|schema)|cli\/(commands|target|rollout))\.ts$/.test(f)),
+    ).toEqual([])
   })
 })

@@ -1,0 +1,138 @@
+// The Consul client's transport on loopback HTTP servers (what Consul answers
+// is tested against the real agent in test/integration): a kept-alive
+// connection the server dropped is retried for a read and not for a write,
+// a server that does not answer times out with a message that says so, an
+// abort is the caller's, and Consul's headers are read.
+
+import { once } from 'node:events'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo, Socket } from 'node:net'
+import { afterEach, describe, expect, it } from 'vitest'
+import { ConsulClient } from '../../src/consul/client.js'
+import { ConsulUnreachableError } from '../../src/errors.js'
+
+const servers: Server[] = []
+const clients: ConsulClient[] = []
+
+afterEach(async () => {
+  for (const client of clients.splice(0)) await client.close()
+  for (const server of servers.splice(0)) {
+    server.closeAllConnections()
+    server.close()
+  }
+})
+
+async function serve(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<ConsulClient> {
+  const server = createServer(handler)
+  servers.push(server)
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as AddressInfo
+  const client = new ConsulClient({
+    address: `http://127.0.0.1:${port}`,
+    token: 't0k',
+    datacenter: '',
+    tls: null,
+  })
+  clients.push(client)
+  return client
+}
+
+/** Answers the first request on each connection; resets the connection when a second one comes. */
+function dropsKeptAliveConnections() {
+  const seen = new WeakSet<Socket>()
+  let requests = 0
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
+    requests++
+    if (seen.has(req.socket)) {
+      req.socket.resetAndDestroy()
+      return
+    }
+    seen.add(req.socket)
+    req.resume()
+    res.writeHead(200, { 'x-consul-index': String(requests) }).end('[]')
+  }
+  return { handler, requests: () => requests }
+}
+
+describe('ConsulClient', () => {
+  it('sends a read again on a new connection when the kept-alive one was dropped', async () => {
+    const server = dropsKeptAliveConnections()
+    const client = await serve(server.handler)
+    const first = await client.get('/v1/kv/a', {}, { timeoutMs: 2_000 })
+    const second = await client.get('/v1/kv/a', {}, { timeoutMs: 2_000 })
+    expect([first.status, second.status]).toEqual([200, 200])
+    // One answered, one dropped on the reused connection, one answered on a new one.
+    expect(server.requests()).toBe(3)
+    expect(second.index).toBe(3)
+  })
+
+  it('does not send a write again: the caller learns Consul could not be reached', async () => {
+    const server = dropsKeptAliveConnections()
+    const client = await serve(server.handler)
+    await client.get('/v1/kv/a', {}, { timeoutMs: 2_000 })
+    const put = client.put('/v1/kv/a', { cas: 3 }, 'v', { timeoutMs: 2_000 })
+    await expect(put).rejects.toThrow(ConsulUnreachableError)
+    await expect(put).rejects.toThrow(/unreachable: ECONNRESET/)
+    expect(server.requests()).toBe(2)
+  })
+
+  it('gives up on a response head that does not come in time, and says so', async () => {
+    const client = await serve(() => {})
+    const started = performance.now()
+    await expect(client.get('/v1/health/service/web', {}, { timeoutMs: 150 })).rejects.toThrow(
+      /^Consul at http:\/\/127\.0\.0\.1:\d+ unreachable: no response head within 150 ms$/,
+    )
+    expect(performance.now() - started).toBeLessThan(2_000)
+  })
+
+  it('gives up on a body that stops coming', async () => {
+    const client = await serve((_req, res) => {
+      res.writeHead(200, { 'content-length': '100' }).write('[')
+    })
+    await expect(client.get('/v1/catalog/services', {}, { timeoutMs: 150 })).rejects.toThrow(
+      /no more of the response body within 150 ms/,
+    )
+  })
+
+  it('rejects with the abort reason, not as unreachable, when the caller aborts', async () => {
+    const client = await serve(() => {})
+    const controller = new AbortController()
+    const read = client.get(
+      '/v1/catalog/services',
+      { index: 7 },
+      { signal: controller.signal, timeoutMs: 60_000 },
+    )
+    setTimeout(() => controller.abort(new Error('stopping')), 20)
+    await expect(read).rejects.toThrow(/^stopping$/)
+  })
+
+  it('sends the token, the datacenter and flags as Consul spells them, and reads its headers', async () => {
+    let seen: IncomingMessage | undefined
+    const server = createServer((req, res) => {
+      seen = req
+      res
+        .writeHead(200, { 'x-consul-index': '42', 'x-consul-results-filtered-by-acls': 'true' })
+        .end('[{"Key":"k"}]')
+    })
+    servers.push(server)
+    server.listen(0, '::1')
+    await once(server, 'listening')
+    const { port } = server.address() as AddressInfo
+    const client = new ConsulClient({
+      address: `http://[::1]:${port}`,
+      token: 's3cret',
+      datacenter: 'dc2',
+      tls: null,
+    })
+    clients.push(client)
+    const res = await client.get(
+      '/v1/kv/switchyard/targets',
+      { recurse: true, stale: false, index: 9 },
+      { timeoutMs: 2_000 },
+    )
+    expect(res).toEqual({ status: 200, index: 42, body: '[{"Key":"k"}]', filteredByAcl: true })
+    expect(seen?.url).toBe('/v1/kv/switchyard/targets?dc=dc2&recurse&index=9')
+    expect(seen?.headers['x-consul-token']).toBe('s3cret')
+  })
+})
