@@ -195,6 +195,7 @@ export function switchyardContender(
   what = 'switchyard serve --workers 1 (one process), otherwise the default config',
   dist?: string,
   tls = false,
+  nodeArgs?: readonly string[],
 ): Contender {
   return {
     name,
@@ -216,6 +217,7 @@ export function switchyardContender(
           args,
           dist,
           tls: cert,
+          nodeArgs,
         })
       const sy = await start('')
       // The TLS workloads get a second process with an https listener beside
@@ -593,6 +595,8 @@ export const fabio: Contender = {
  */
 export function contenders(dist: string | null = null, compareDist: string | null = null): Contender[] {
   const from = dist ? ` from ${dist}` : ''
+  // Node flags of the compared build, for before/after of a flag: SWITCHYARD_COMPARE_NODE_ARGS.
+  const compareNodeArgs = process.env.SWITCHYARD_COMPARE_NODE_ARGS?.split(' ').filter((a) => a !== '')
   return [
     direct,
     switchyardContender(
@@ -616,8 +620,10 @@ export function contenders(dist: string | null = null, compareDist: string | nul
           switchyardContender(
             'switchyard (compared build)',
             [],
-            `switchyard serve --workers 1 from ${compareDist}`,
+            `switchyard serve --workers 1 from ${compareDist}${compareNodeArgs ? ` with node flags [${compareNodeArgs.join(' ')}]` : ''}`,
             compareDist,
+            false,
+            compareNodeArgs,
           ),
         ]
       : []),

@@ -7,6 +7,7 @@
 //        --rounds N  --trials N  --peer-workers N  --out <path without extension>
 //        --dist <dist folder>          (the Switchyard build to measure; default ./dist)
 //        --compare-dist <dist folder>  (a second Switchyard from another build, for before/after)
+//        (SWITCHYARD_COMPARE_NODE_ARGS='<flags>': that second Switchyard's node flags, for a flag's before/after)
 
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'

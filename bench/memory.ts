@@ -40,6 +40,9 @@ interface ProcessMemory {
   /** Proportional set size: pages shared between the processes (the node binary's code) counted once. */
   readonly pssMiB: number
   readonly heapUsedMiB: number | null
+  /** What V8 holds for its heap (used or not), and memory outside it (Buffers, ArrayBuffers). */
+  readonly heapTotalMiB: number | null
+  readonly externalMiB: number | null
 }
 
 interface Handoff {
@@ -108,16 +111,25 @@ async function measureProcess(
       pss.push(treePssBytes(sy.child.pid))
       await sleep(1_000)
     }
-    const heap = await metricValue(sy.adminUrl, 'nodejs_heap_size_used_bytes')
+    const mib = async (metric: string) => {
+      const bytes = await metricValue(sy.adminUrl, metric)
+      return bytes === null ? null : Number((bytes / MB).toFixed(1))
+    }
     return {
       case: label,
       rssMiB: Number((median(samples) / MB).toFixed(1)),
       pssMiB: Number((median(pss) / MB).toFixed(1)),
-      heapUsedMiB: heap === null ? null : Number((heap / MB).toFixed(1)),
+      heapUsedMiB: await mib('nodejs_heap_size_used_bytes'),
+      heapTotalMiB: await mib('nodejs_heap_size_total_bytes'),
+      externalMiB: await mib('nodejs_external_memory_bytes'),
     }
   } finally {
     await sy.child.stop()
   }
+}
+
+function described(m: ProcessMemory): string {
+  return `RSS ${m.rssMiB} MiB, PSS ${m.pssMiB} MiB, heap ${m.heapUsedMiB} MiB used of ${m.heapTotalMiB}, external ${m.externalMiB} MiB`
 }
 
 function treePssBytes(root: number): number {
@@ -193,12 +205,12 @@ async function main(): Promise<void> {
     ] as const) {
       const m = await measureProcess(consul, label.replace(/\W+/g, '-'), 1, args)
       results.push({ ...m, case: label })
-      say(`memory: ${label}: RSS ${m.rssMiB} MiB, PSS ${m.pssMiB} MiB, heap ${m.heapUsedMiB} MiB`)
+      say(`memory: ${label}: ${described(m)}`)
     }
     await register(consul, fleet(1_000, 10))
     const m = await measureProcess(consul, 'fleet', 1_000, ['--workers', '1'])
     results.push({ ...m, case: '1,000 services x 10 instances' })
-    say(`memory: 1,000 x 10: RSS ${m.rssMiB} MiB, PSS ${m.pssMiB} MiB, heap ${m.heapUsedMiB} MiB`)
+    say(`memory: 1,000 x 10: ${described(m)}`)
   } finally {
     await consul.stop()
   }
