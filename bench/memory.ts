@@ -22,7 +22,7 @@ import type { InstanceSnapshot } from '../src/routing/types.js'
 import { applyTableDelta, encodeTableDelta } from '../src/table/delta.js'
 import { type BenchConsul, startBenchConsul } from './consul.js'
 import { SHIPPED_NODE_FLAGS, startSwitchyardProcess } from './contenders.js'
-import { catalogRegistration, type FleetInstance, fleet, fleetCatalog } from './fleet.js'
+import { type FleetInstance, fleet, fleetCatalog, registerFleet } from './fleet.js'
 import { processTree, treeRssBytes, waitFor } from './procs.js'
 import { median, sleep } from './stats.js'
 
@@ -52,23 +52,6 @@ interface Handoff {
   /** Decode (structured clone) and swap-in time per worker, medians over runs, ms. */
   readonly wholeTableApplyMs: number
   readonly deltaApplyMs: number
-}
-
-async function register(consul: BenchConsul, instances: readonly FleetInstance[]): Promise<void> {
-  let next = 0
-  const worker = async () => {
-    while (next < instances.length) {
-      const instance = instances[next++] as FleetInstance
-      const res = await consul.api.call(
-        'PUT',
-        '/v1/catalog/register',
-        catalogRegistration(instance, 'passing'),
-      )
-      if (!res.ok) throw new Error(`catalog register ${instance.id}: ${res.status} ${await res.text()}`)
-      await res.arrayBuffer()
-    }
-  }
-  await Promise.all(Array.from({ length: 32 }, worker))
 }
 
 async function metricValue(adminUrl: string, name: string): Promise<number | null> {
@@ -198,7 +181,7 @@ async function main(): Promise<void> {
   )
   const consul = await startBenchConsul()
   try {
-    await register(consul, fleet(1, 1))
+    await registerFleet(consul, fleet(1, 1))
     for (const [label, args] of [
       ['idle, 1 route', ['--workers', '1']],
       ['idle, 1 route, --workers 2 (tree)', ['--workers', '2']],
@@ -207,7 +190,7 @@ async function main(): Promise<void> {
       results.push({ ...m, case: label })
       say(`memory: ${label}: ${described(m)}`)
     }
-    await register(consul, fleet(1_000, 10))
+    await registerFleet(consul, fleet(1_000, 10))
     const m = await measureProcess(consul, 'fleet', 1_000, ['--workers', '1'])
     results.push({ ...m, case: '1,000 services x 10 instances' })
     say(`memory: 1,000 x 10: ${described(m)}`)

@@ -10,7 +10,7 @@ import { readSnapshotOnce } from '../src/consul/snapshot.js'
 import { type BenchConsul, startBenchConsul } from './consul.js'
 import { startFabioProcess, startSwitchyardProcess } from './contenders.js'
 import { byEndpoint, CountingProxy } from './counting-proxy.js'
-import { catalogRegistration, type FleetInstance, fleet } from './fleet.js'
+import { catalogRegistration, type FleetInstance, fleet, registerFleet } from './fleet.js'
 import { treeRssBytes, waitFor } from './procs.js'
 import { type RoutingResult, routingBench } from './routing.js'
 import { median, sleep } from './stats.js'
@@ -68,25 +68,6 @@ interface LogLine {
   readonly msg?: string
   readonly time?: string
   readonly buildMs?: number
-}
-
-async function registerFleet(consul: BenchConsul, instances: readonly FleetInstance[]): Promise<number> {
-  const started = Date.now()
-  let next = 0
-  const worker = async () => {
-    while (next < instances.length) {
-      const instance = instances[next++] as FleetInstance
-      const res = await consul.api.call(
-        'PUT',
-        '/v1/catalog/register',
-        catalogRegistration(instance, 'passing'),
-      )
-      if (!res.ok) throw new Error(`catalog register ${instance.id}: ${res.status} ${await res.text()}`)
-      await res.arrayBuffer()
-    }
-  }
-  await Promise.all(Array.from({ length: 32 }, worker))
-  return (Date.now() - started) / 1000
 }
 
 async function setHealth(consul: BenchConsul, instance: FleetInstance, status: 'passing' | 'critical') {

@@ -3,6 +3,7 @@
 
 import { Writable } from 'node:stream'
 import { request } from 'undici'
+import { expect } from 'vitest'
 import { stringify } from 'yaml'
 import { type Switchyard, startSwitchyard } from '../../src/cli/serve.js'
 import { loadConfig, type ResolvedConfig } from '../../src/config/load.js'
@@ -88,4 +89,15 @@ export async function startTestProxy(
     admin: (path) => call(app.adminUrl, path),
     stop: () => app.stop(),
   }
+}
+
+/** The distinct bodies (sorted) of `n` GETs of `path`, each of which must answer 200. */
+export async function servedBy(proxy: TestProxy, path: string, n: number): Promise<string[]> {
+  const seen = new Set<string>()
+  for (let i = 0; i < n; i++) {
+    const res = await proxy.get(path)
+    expect(res.status).toBe(200)
+    seen.add(res.body)
+  }
+  return [...seen].sort()
 }

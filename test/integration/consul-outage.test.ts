@@ -6,7 +6,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest'
 import { ConsulAgent } from '../harness/consul-agent.js'
 import { ConsulApi } from '../harness/consul-api.js'
 import { describeWithConsul } from '../harness/context.js'
-import { startTestProxy, type TestProxy } from '../harness/switchyard.js'
+import { servedBy, startTestProxy, type TestProxy } from '../harness/switchyard.js'
 import { startUpstream, type Upstream } from '../harness/upstream.js'
 import { eventually } from '../harness/wait.js'
 
@@ -34,18 +34,10 @@ describeWithConsul('Consul outage', (shared) => {
     await Promise.all(upstreams.map((u) => u.close()))
   })
 
-  async function servedBy(n = 8): Promise<string[]> {
-    const seen = new Set<string>()
-    for (let i = 0; i < n; i++) {
-      const res = await proxy.get('/web')
-      expect(res.status).toBe(200)
-      seen.add(res.body)
-    }
-    return [...seen].sort()
-  }
+  const served = () => servedBy(proxy, '/web', 8)
 
   it('keeps serving the last table while Consul is down, and reports staleness', async () => {
-    expect(await servedBy()).toEqual(['a', 'b'])
+    expect(await served()).toEqual(['a', 'b'])
     expect((await proxy.admin('/ready')).status).toBe(200)
 
     // Taken before the stop: the watches may notice the agent going away before stop() returns.
@@ -57,7 +49,7 @@ describeWithConsul('Consul outage', (shared) => {
       expect(JSON.parse(ready.body).reason).toContain('Consul unreachable')
     }, 10_000)
     expect(Date.now() - downSince).toBeGreaterThanOrEqual(1000)
-    expect(await servedBy()).toEqual(['a', 'b'])
+    expect(await served()).toEqual(['a', 'b'])
     expect((await proxy.admin('/health')).status).toBe(200)
     const problems = JSON.parse((await proxy.admin('/api/problems')).body) as { code: string }[]
     expect(problems.map((p) => p.code)).toContain('SWY_ERR_CONSUL_UNREACHABLE')
@@ -68,7 +60,7 @@ describeWithConsul('Consul outage', (shared) => {
     // The restarted dev agent is empty: register the new state (b gone, c new).
     await api.register({ id: 'web-a', name: 'web', port: upstreams[0]!.port, tags: ['urlprefix-/web'] })
     await api.register({ id: 'web-c', name: 'web', port: upstreams[2]!.port, tags: ['urlprefix-/web'] })
-    await eventually(async () => expect(await servedBy()).toEqual(['a', 'c']), 15_000)
+    await eventually(async () => expect(await served()).toEqual(['a', 'c']), 15_000)
     await eventually(async () => expect((await proxy.admin('/ready')).status).toBe(200), 5_000)
     expect(proxy.logs.some((l) => l.msg === 'consul watch recovered')).toBe(true)
   })

@@ -15,7 +15,7 @@ import { ConsulAgent } from '../harness/consul-agent.js'
 import { ConsulApi } from '../harness/consul-api.js'
 import { describeWithConsul } from '../harness/context.js'
 import { sleep } from '../harness/proxy-tools.js'
-import { startTestProxy, type TestProxy } from '../harness/switchyard.js'
+import { servedBy, startTestProxy, type TestProxy } from '../harness/switchyard.js'
 import { startUpstream, type Upstream } from '../harness/upstream.js'
 import { eventually } from '../harness/wait.js'
 
@@ -65,25 +65,17 @@ describeWithConsul('Consul server restart', (shared) => {
     await Promise.all(upstreams.map((u) => u.close()))
   })
 
-  async function servedBy(n = 6): Promise<string[]> {
-    const seen = new Set<string>()
-    for (let i = 0; i < n; i++) {
-      const res = await proxy.get('/web')
-      expect(res.status).toBe(200)
-      seen.add(res.body)
-    }
-    return [...seen].sort()
-  }
+  const served = () => servedBy(proxy, '/web', 6)
 
   it('serves a target written right after a 20 s outage within a second', async () => {
-    expect(await servedBy()).toEqual(['blue'])
+    expect(await served()).toEqual(['blue'])
 
     await agent.stop()
     const stoppedAt = Date.now()
     // Down long enough for every watch's backoff to grow to several seconds;
     // the last table serves throughout.
     while (Date.now() - stoppedAt < OUTAGE_MS) {
-      expect(await servedBy(2)).toEqual(['blue'])
+      expect(await servedBy(proxy, '/web', 2)).toEqual(['blue'])
       await sleep(1_000)
     }
     const failing = proxy.logs.filter((l) => l.msg === 'consul watch failing').map((l) => l.watch)
@@ -93,7 +85,7 @@ describeWithConsul('Consul server restart', (shared) => {
     // As soon as the server answers writes (a leader is elected), a deploy moves traffic.
     await eventually(() => api.kvPut(key, '{"version":"2"}'), 30_000, 20)
     const writtenAt = Date.now()
-    await eventually(async () => expect(await servedBy(4)).toEqual(['green']), 5_000, 10)
+    await eventually(async () => expect(await servedBy(proxy, '/web', 4)).toEqual(['green']), 5_000, 10)
     const servedAfterMs = Date.now() - writtenAt
     // When each watch got its first answer, relative to the write: what to read when this fails.
     const recovered = proxy.logs

@@ -2,29 +2,16 @@
 // the real Consul and a real running Switchyard (its admin /metrics is where
 // the numbers come from), with client load on the proxy the whole time.
 
-import { type ChildProcess, execFile, spawn } from 'node:child_process'
+import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { readFileSync } from 'node:fs'
-import { promisify } from 'node:util'
 import { Agent, request } from 'undici'
 import { afterAll, beforeAll, expect, it } from 'vitest'
+import { CLI, type CliRun, OPERATOR_POLICY, runCli } from '../harness/cli.js'
 import { ConsulApi } from '../harness/consul-api.js'
 import { describeWithConsul } from '../harness/context.js'
 import { startTestProxy, type TestProxy } from '../harness/switchyard.js'
 import { startUpstream, type Upstream } from '../harness/upstream.js'
 import { eventually, uniqueName } from '../harness/wait.js'
-
-const CLI = new URL('../../dist/cli/main.js', import.meta.url).pathname
-const OPERATOR_POLICY = readFileSync(
-  new URL('../../config/acl/switchyard-operator.hcl', import.meta.url),
-  'utf8',
-)
-
-interface Run {
-  readonly code: number
-  readonly stdout: string
-  readonly stderr: string
-}
 
 describeWithConsul('switchyard rollout', (consul) => {
   const api = new ConsulApi(consul)
@@ -44,18 +31,7 @@ describeWithConsul('switchyard rollout', (consul) => {
     CONSUL_HTTP_TOKEN: operatorToken,
   })
   const common = () => ['--tag-prefix', prefix, '--target-prefix', targetPrefix]
-  async function cli(args: string[]): Promise<Run> {
-    try {
-      const { stdout, stderr } = await promisify(execFile)(process.execPath, [CLI, ...args, ...common()], {
-        env: env(),
-        timeout: 60_000,
-      })
-      return { code: 0, stdout, stderr }
-    } catch (err) {
-      const e = err as { code: number; stdout: string; stderr: string }
-      return { code: e.code, stdout: e.stdout, stderr: e.stderr }
-    }
-  }
+  const cli = (args: string[]): Promise<CliRun> => runCli([...args, ...common()], env(), 60_000)
   const value = async () => {
     const res = await api.call('GET', `/v1/kv/${key}?raw`)
     return res.status === 404 ? null : res.text()

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { ConsulApi } from '../harness/consul-api.js'
 import { describeWithConsul } from '../harness/context.js'
-import { startTestProxy, type TestProxy } from '../harness/switchyard.js'
+import { servedBy, startTestProxy, type TestProxy } from '../harness/switchyard.js'
 import { startUpstream, type Upstream } from '../harness/upstream.js'
 import { eventually, uniqueName } from '../harness/wait.js'
 
@@ -36,13 +36,7 @@ describeWithConsul('routing from Consul tags and health', (consul) => {
   })
 
   it('spreads /web over both healthy instances', async () => {
-    const seen = new Set<string>()
-    for (let i = 0; i < 20; i++) {
-      const res = await proxy.get('/web/page')
-      expect(res.status).toBe(200)
-      seen.add(res.body)
-    }
-    expect([...seen].sort()).toEqual(['web-a', 'web-b'])
+    expect(await servedBy(proxy, '/web/page', 20)).toEqual(['web-a', 'web-b'])
   })
 
   it('routes a host route only for that Host header', async () => {

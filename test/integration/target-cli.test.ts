@@ -2,28 +2,14 @@
 // the compiled CLI with an operator token against the real Consul and a real
 // running Switchyard (asked with --admin, or found with --fleet).
 
-import { execFile } from 'node:child_process'
-import { readFileSync } from 'node:fs'
-import { promisify } from 'node:util'
 import { afterAll, beforeAll, expect, it } from 'vitest'
+import { type CliRun, OPERATOR_POLICY, runCli } from '../harness/cli.js'
 import { freePort } from '../harness/consul-agent.js'
 import { ConsulApi } from '../harness/consul-api.js'
 import { describeWithConsul } from '../harness/context.js'
 import { startTestProxy, type TestProxy } from '../harness/switchyard.js'
 import { registerVersions, startUpstream, type Upstream } from '../harness/upstream.js'
 import { eventually, uniqueName } from '../harness/wait.js'
-
-const CLI = new URL('../../dist/cli/main.js', import.meta.url).pathname
-const OPERATOR_POLICY = readFileSync(
-  new URL('../../config/acl/switchyard-operator.hcl', import.meta.url),
-  'utf8',
-)
-
-interface Run {
-  readonly code: number
-  readonly stdout: string
-  readonly stderr: string
-}
 
 describeWithConsul('switchyard target', (consul) => {
   const api = new ConsulApi(consul)
@@ -36,18 +22,8 @@ describeWithConsul('switchyard target', (consul) => {
   let operatorToken = ''
   let proxy: TestProxy
 
-  async function exec(args: string[], token = operatorToken): Promise<Run> {
-    try {
-      const { stdout, stderr } = await promisify(execFile)(process.execPath, [CLI, ...args], {
-        env: { PATH: process.env.PATH ?? '', CONSUL_HTTP_ADDR: consul.address, CONSUL_HTTP_TOKEN: token },
-        timeout: 30_000,
-      })
-      return { code: 0, stdout, stderr }
-    } catch (err) {
-      const e = err as { code: number; stdout: string; stderr: string }
-      return { code: e.code, stdout: e.stdout, stderr: e.stderr }
-    }
-  }
+  const exec = (args: string[], token = operatorToken): Promise<CliRun> =>
+    runCli(args, { CONSUL_HTTP_ADDR: consul.address, CONSUL_HTTP_TOKEN: token })
   const cli = (args: string[], token = operatorToken) =>
     exec(['target', ...args, '--tag-prefix', prefix, '--target-prefix', targetPrefix], token)
   /** Runs the `undo:` command a write printed, as printed. */

@@ -3,7 +3,7 @@
 // handshakes within a second, and a TLS session resumes on whichever worker a
 // client reaches (they share the session ticket keys). Run as the compiled CLI.
 
-import { type ChildProcess, spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -12,11 +12,10 @@ import { connect } from 'node:tls'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { stringify } from 'yaml'
 import { createTestCa, hasOpenssl, type TestCa } from '../harness/certs.js'
+import { spawnProxy } from '../harness/cli.js'
 import { freePort } from '../harness/consul-agent.js'
 import { describeWithConsul } from '../harness/context.js'
 import { eventually, uniqueName } from '../harness/wait.js'
-
-const CLI = new URL('../../dist/cli/main.js', import.meta.url).pathname
 
 describeWithConsul('https with several workers', (consul) => {
   const lines: Record<string, unknown>[] = []
@@ -43,21 +42,7 @@ describeWithConsul('https with several workers', (consul) => {
         tls: { certificates: { dir: certDir, consulPrefix: '' } },
       }),
     )
-    child = spawn(process.execPath, [CLI, 'serve', '--config', join(dir, 'switchyard.yaml')], {
-      env: {
-        PATH: process.env.PATH ?? '',
-        CONSUL_HTTP_ADDR: consul.address,
-        CONSUL_HTTP_TOKEN: consul.proxyToken,
-      },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    })
-    let buffer = ''
-    child.stdout?.on('data', (d) => {
-      buffer += d
-      const parts = buffer.split('\n')
-      buffer = parts.pop() ?? ''
-      for (const line of parts) if (line) lines.push(JSON.parse(line))
-    })
+    child = spawnProxy(['serve', '--config', join(dir, 'switchyard.yaml')], consul, lines)
     await eventually(
       () => expect(lines.filter((l) => l.msg === 'proxy worker listening')).toHaveLength(2),
       20_000,

@@ -1,16 +1,15 @@
 // `switchyard serve --workers N`: one process watches Consul and builds the
 // table, N workers carry traffic with it. Run as the compiled CLI.
 
-import { type ChildProcess, spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { Agent, request } from 'undici'
 import { afterAll, beforeAll, expect, it } from 'vitest'
+import { spawnProxy } from '../harness/cli.js'
 import { freePort } from '../harness/consul-agent.js'
 import { ConsulApi } from '../harness/consul-api.js'
 import { describeWithConsul } from '../harness/context.js'
 import { registerVersions, type Upstream } from '../harness/upstream.js'
 import { eventually, uniqueName } from '../harness/wait.js'
-
-const CLI = new URL('../../dist/cli/main.js', import.meta.url).pathname
 
 describeWithConsul('serve with several workers', (consul) => {
   const api = new ConsulApi(consul)
@@ -33,10 +32,8 @@ describeWithConsul('serve with several workers', (consul) => {
     const [proxyPort, adminPort] = [await freePort(), await freePort()]
     proxy = `http://127.0.0.1:${proxyPort}`
     admin = `http://127.0.0.1:${adminPort}`
-    child = spawn(
-      process.execPath,
+    child = spawnProxy(
       [
-        CLI,
         'serve',
         '--workers',
         '2',
@@ -49,22 +46,9 @@ describeWithConsul('serve with several workers', (consul) => {
         '--target-prefix',
         targetPrefix,
       ],
-      {
-        env: {
-          PATH: process.env.PATH ?? '',
-          CONSUL_HTTP_ADDR: consul.address,
-          CONSUL_HTTP_TOKEN: consul.proxyToken,
-        },
-        stdio: ['ignore', 'pipe', 'inherit'],
-      },
+      consul,
+      lines,
     )
-    let buffer = ''
-    child.stdout?.on('data', (d) => {
-      buffer += d
-      const parts = buffer.split('\n')
-      buffer = parts.pop() ?? ''
-      for (const line of parts) if (line) lines.push(JSON.parse(line))
-    })
     await eventually(async () => expect((await fetch(`${admin}/ready`)).status).toBe(200), 15_000, 50)
   })
 
