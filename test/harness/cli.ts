@@ -38,6 +38,15 @@ export async function runCli(
   }
 }
 
+/** The environment a proxy runs with: PATH, Consul's address and the read-only token. */
+export function proxyEnv(consul: ConsulInfo): Record<string, string> {
+  return {
+    PATH: process.env.PATH ?? '',
+    CONSUL_HTTP_ADDR: consul.address,
+    CONSUL_HTTP_TOKEN: consul.proxyToken,
+  }
+}
+
 /**
  * Starts `switchyard <args>` as a proxy, with the proxy's read-only token;
  * each JSON log line it prints is pushed to `lines`.
@@ -48,11 +57,7 @@ export function spawnProxy(
   lines: Record<string, unknown>[],
 ): ChildProcess {
   const child = spawn(process.execPath, [CLI, ...args], {
-    env: {
-      PATH: process.env.PATH ?? '',
-      CONSUL_HTTP_ADDR: consul.address,
-      CONSUL_HTTP_TOKEN: consul.proxyToken,
-    },
+    env: proxyEnv(consul),
     stdio: ['ignore', 'pipe', 'inherit'],
   })
   let buffer = ''

@@ -11,6 +11,7 @@ import { connect } from 'node:net'
 import { join } from 'node:path'
 import { Agent, request } from 'undici'
 import { afterAll, beforeAll, expect, it } from 'vitest'
+import { CLI, proxyEnv } from '../harness/cli.js'
 import { freePort } from '../harness/consul-agent.js'
 import { ConsulApi } from '../harness/consul-api.js'
 import { describeWithConsul } from '../harness/context.js'
@@ -19,7 +20,6 @@ import { tempDir } from '../harness/temp.js'
 import { startUpstream, type Upstream } from '../harness/upstream.js'
 import { eventually, uniqueName } from '../harness/wait.js'
 
-const CLI = new URL('../../dist/cli/main.js', import.meta.url).pathname
 const dir = tempDir('shutdown')
 
 interface Child {
@@ -73,11 +73,7 @@ describeWithConsul('graceful shutdown on SIGTERM', (consul) => {
       ].join('\n'),
     )
     const child = spawn(process.execPath, [CLI, 'serve', '--config', config], {
-      env: {
-        PATH: process.env.PATH ?? '',
-        CONSUL_HTTP_ADDR: consul.address,
-        CONSUL_HTTP_TOKEN: consul.proxyToken,
-      },
+      env: proxyEnv(consul),
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     let output = ''
