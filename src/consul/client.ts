@@ -118,14 +118,14 @@ export class ConsulClient {
       const target = qs ? `${path}?${qs}` : path
       // A kept-alive connection Consul closed while it sat idle fails the
       // next request on it before any answer; a read is safe to send again.
+      const exchange = () => this.exchange(method, target, headers, body, options)
       const {
         status,
         headers: h,
         text,
-      } = await this.exchange(method, target, headers, body, options).catch((err: unknown) => {
-        if (err instanceof StaleConnectionError && method === 'GET')
-          return this.exchange(method, target, headers, body, options)
-        throw err instanceof StaleConnectionError ? err.cause : err
+      } = await exchange().catch((err: unknown) => {
+        if (err instanceof StaleConnectionError && method === 'GET') return exchange()
+        throw err
       })
       const index = Number(h['x-consul-index'])
       return {
@@ -136,7 +136,7 @@ export class ConsulClient {
       }
     } catch (err) {
       if (options.signal?.aborted) throw err
-      throw new ConsulUnreachableError(this.address, err)
+      throw new ConsulUnreachableError(this.address, err instanceof StaleConnectionError ? err.cause : err)
     }
   }
 
