@@ -274,6 +274,35 @@ describeWithConsul('HTTP/1.1 engine: limits, framing and relaying', (consul) => 
     expect(seen?.headers['http2-settings']).toBeUndefined()
   })
 
+  it('takes cleartext HTTP/2 whose preface arrives in two pieces, and refuses a preface after a request', async () => {
+    const socket = await open(port)
+    socket.write('PRI * HTTP/2.0\r\n')
+    await sleep(50)
+    // The rest of the preface, then an empty SETTINGS frame (length 0, type 4, stream 0).
+    socket.write(Buffer.concat([Buffer.from('\r\nSM\r\n\r\n'), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]))
+    const frames = await new Promise<Buffer>((resolve) => {
+      const chunks: Buffer[] = []
+      const timer = setTimeout(() => resolve(Buffer.concat(chunks)), 5_000)
+      socket.on('data', (c: Buffer) => {
+        chunks.push(c)
+        if (Buffer.concat(chunks).length >= 9) {
+          clearTimeout(timer)
+          resolve(Buffer.concat(chunks))
+        }
+      })
+    })
+    socket.destroy()
+    // The server's first frame is its SETTINGS: an HTTP/2 session took the connection.
+    expect(frames[3]).toBe(4)
+    expect(frames.toString('latin1')).not.toContain('HTTP/1.1')
+
+    const late = await open(port)
+    late.write('GET /e/first HTTP/1.1\r\nHost: h\r\n\r\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')
+    const text = await readUntil(late, (t) => statuses(t).length >= 2)
+    late.destroy()
+    expect(statuses(text)).toEqual([200, 400])
+  })
+
   it('keeps serving after all of that', async () => {
     const res = await request(`${proxy.app.proxyUrl}/e/after`)
     expect(await res.body.text()).toBe('GET /e/after 0')

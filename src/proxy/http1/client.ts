@@ -34,6 +34,7 @@ import {
   type ParseError,
   type Parser,
   REQUEST,
+  SocketReader,
   STRICT,
 } from './llhttp.js'
 
@@ -76,7 +77,8 @@ export interface ClientContext {
   readonly h2c: ((socket: Socket, head: Buffer) => void) | null
 }
 
-const H2_PREFACE = 'PRI * HTTP/2.0'
+/** The HTTP/2 connection preface, which llhttp recognises whole (HPE_PAUSED_H2_UPGRADE). */
+const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1')
 
 /** How long a closing connection keeps reading (and discarding) so the client sees its answer. */
 const LINGER_MS = 2_000
@@ -99,6 +101,7 @@ export class ClientConnection implements Sweepable {
   readonly socket: Socket
   readonly ctx: ClientContext
   private readonly parser: Parser
+  private readonly reader: SocketReader
   private readonly info: ClientInfo
   /** Header fields flushed before the head completed (long or split heads), then trailers. */
   private fields: string[] = []
@@ -114,12 +117,12 @@ export class ClientConnection implements Sweepable {
   private discarding = false
   /** A WebSocket request waiting for the instance's 101: bytes after its head go to it. */
   private upgrading: ClientExchange | null = null
-  private readPaused = false
   private headDeadline: number
   private idleDeadline = NEVER
   private lingerDeadline = NEVER
   private writeBlockedAt = 0
   private headStarted = false
+  /** No request head yet: the HTTP/2 preface may still open it. */
   private fresh = true
 
   constructor(socket: Socket, ctx: ClientContext) {
@@ -134,6 +137,7 @@ export class ClientConnection implements Sweepable {
     this.parser.initialize(REQUEST, NO_RESOURCE, ctx.limits.maxHeaderSize, STRICT)
     this.headDeadline = performance.now() + ctx.limits.headersTimeoutMs
     socket.setNoDelay(true)
+    this.reader = new SocketReader(this.parser, socket)
     socket.on('data', this.onData)
     socket.on('end', this.onEnd)
     socket.on('error', noop)
@@ -177,7 +181,7 @@ export class ClientConnection implements Sweepable {
     const receiving = this.receiving
     if (
       receiving !== null &&
-      !this.readPaused &&
+      !this.reader.paused &&
       now - receiving.lastBodyAt >= this.ctx.limits.bodyTimeoutMs
     ) {
       this.receiving = null
@@ -188,33 +192,38 @@ export class ClientConnection implements Sweepable {
 
   // ---- socket events
 
+  /** Bytes the parser does not read itself (see SocketReader). */
   private readonly onData = (chunk: Buffer): void => {
     if (this.discarding) return
-    if (this.fresh) {
-      this.fresh = false
-      const h2c = this.ctx.h2c
-      if (
-        h2c !== null &&
-        chunk.length >= H2_PREFACE.length &&
-        chunk.toString('latin1', 0, H2_PREFACE.length) === H2_PREFACE
-      ) {
-        this.detachSocket()
-        h2c(this.socket, chunk)
-        return
-      }
-    }
     const upgrading = this.upgrading
     if (upgrading !== null) {
       // Early bytes of the new protocol: they go upstream with the tunnel.
       upgrading.upgradeHead = Buffer.concat([upgrading.upgradeHead, chunk])
       return
     }
-    const result = this.parser.execute(chunk)
+    this.executed(this.parser.execute(chunk), chunk)
+  }
+
+  /** After the parser went through one read; `chunk` is that read, when at hand. */
+  executed(result: number | ParseError, chunk: Buffer | null): void {
     if (typeof result !== 'number') {
+      if (result.code === 'HPE_PAUSED_H2_UPGRADE' && this.fresh && this.ctx.h2c !== null) {
+        // Cleartext HTTP/2 with prior knowledge: the session reads from the preface on.
+        const read = chunk ?? this.parser.getCurrentBuffer()
+        const h2c = this.ctx.h2c
+        this.detachSocket()
+        h2c(this.socket, Buffer.concat([H2_PREFACE, read.subarray(result.bytesParsed)]))
+        return
+      }
       if (!this.stopped || this.receiving !== null) this.parseFailed(result)
       return
     }
-    if (this.upgrading !== null) this.upgrading.upgradeHead = chunk.subarray(result)
+    const upgrading = this.upgrading
+    if (upgrading !== null && upgrading.upgradeHead === EMPTY) {
+      // llhttp stops at the end of the upgrade's head: what follows is the new protocol's.
+      upgrading.upgradeHead = (chunk ?? this.parser.getCurrentBuffer()).subarray(result)
+      this.reader.release()
+    }
   }
 
   /**
@@ -229,6 +238,7 @@ export class ClientConnection implements Sweepable {
   private readonly onClose = (): void => {
     this.ctx.connections.delete(this)
     this.ctx.sweeper.delete(this)
+    this.reader.release()
     this.parser.close()
     const current = this.current
     this.current = null
@@ -267,6 +277,7 @@ export class ClientConnection implements Sweepable {
     const target = url || this.url
     this.fields = []
     this.url = ''
+    this.fresh = false
     this.headStarted = false
     this.headDeadline = NEVER
     if (this.stopped) return 1
@@ -391,7 +402,7 @@ export class ClientConnection implements Sweepable {
    */
   private close(): void {
     this.stopped = true
-    this.discarding = true
+    this.discard()
     this.receiving = null
     this.upgrading = null
     for (const ex of this.queue.splice(0)) ex.connectionClosed(499)
@@ -404,7 +415,7 @@ export class ClientConnection implements Sweepable {
   private refuse(code: HttpErrorCode, message: string, reject: RejectReason | null): void {
     const status = httpStatus(code)
     this.stopped = true
-    this.discarding = true
+    this.discard()
     this.receiving = null
     if (reject !== null) this.ctx.observer.rejected?.(reject, status)
     const ex = ClientExchange.refusal(this, { status, code, message })
@@ -440,17 +451,20 @@ export class ClientConnection implements Sweepable {
     return ok
   }
 
+  /** Input from here on is read and thrown away, never parsed. */
+  private discard(): void {
+    this.discarding = true
+    this.reader.release()
+  }
+
   pauseReading(): void {
-    if (this.readPaused) return
-    this.readPaused = true
-    this.socket.pause()
+    this.reader.pause()
   }
 
   resumeReading(): void {
-    if (!this.readPaused) return
-    this.readPaused = false
+    if (!this.reader.paused) return
     if (this.receiving !== null) this.receiving.lastBodyAt = performance.now()
-    this.socket.resume()
+    this.reader.resume()
   }
 
   isCurrent(ex: ClientExchange): boolean {
@@ -460,7 +474,7 @@ export class ClientConnection implements Sweepable {
   /** The socket leaves HTTP: a tunnel takes it. */
   detachSocket(): void {
     this.upgrading = null
-    this.discarding = true
+    this.discard()
     const socket = this.socket
     socket.removeListener('data', this.onData)
     socket.removeListener('end', this.onEnd)
@@ -470,10 +484,7 @@ export class ClientConnection implements Sweepable {
     this.ctx.sweeper.delete(this)
     this.parser.close()
     this.current = null
-    if (this.readPaused) {
-      this.readPaused = false
-      socket.resume()
-    }
+    this.reader.resume()
   }
 }
 
@@ -510,6 +521,9 @@ const REQUEST_CALLBACKS = {
   },
   onMessageBegin(this: Parser): void {
     ;(this.owner as ClientConnection).messageBegin()
+  },
+  onExecute(this: Parser, result: number | ParseError): void {
+    ;(this.owner as ClientConnection).executed(result, null)
   },
 }
 

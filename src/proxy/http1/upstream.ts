@@ -20,7 +20,15 @@ import {
   type UpstreamPool,
   type UpstreamRequest,
 } from '../upstream.js'
-import { createParser, NO_RESOURCE, type Parser, RESPONSE, STRICT } from './llhttp.js'
+import {
+  createParser,
+  NO_RESOURCE,
+  type ParseError,
+  type Parser,
+  RESPONSE,
+  SocketReader,
+  STRICT,
+} from './llhttp.js'
 
 export interface UpstreamOptions {
   readonly connectTimeoutMs: number
@@ -66,8 +74,11 @@ export class UpstreamConnection implements Sweepable, UpstreamChannel {
   readonly pool: Http1Pool
   readonly socket: Socket
   private readonly parser: Parser
+  private readonly reader: SocketReader
   private state: ConnectionState = 'connecting'
   private handler: UpstreamHandler | null
+  /** The handler the current read is for, told when the read is through (onReadEnd). */
+  private reading: UpstreamHandler | null = null
   /** Fields flushed before the head completed, or trailers. */
   private fields: string[] = []
   private inHead = true
@@ -83,7 +94,6 @@ export class UpstreamConnection implements Sweepable, UpstreamChannel {
   private headersDeadline = NEVER
   private idleSince = 0
   private lastReadAt = 0
-  private readPaused = false
   private error: UpstreamFailure | null = null
 
   constructor(pool: Http1Pool, handler: UpstreamHandler) {
@@ -104,6 +114,7 @@ export class UpstreamConnection implements Sweepable, UpstreamChannel {
         })
       : netConnect({ host: t.address, port: t.port })
     this.socket.setNoDelay(true)
+    this.reader = new SocketReader(this.parser, this.socket)
     this.socket.on(t.tls ? 'secureConnect' : 'connect', this.onConnect)
     this.socket.on('data', this.onData)
     this.socket.on('end', this.onEnd)
@@ -149,16 +160,13 @@ export class UpstreamConnection implements Sweepable, UpstreamChannel {
   }
 
   pause(): void {
-    if (this.readPaused) return
-    this.readPaused = true
-    this.socket.pause()
+    this.reader.pause()
   }
 
   resume(): void {
-    if (!this.readPaused) return
-    this.readPaused = false
+    if (!this.reader.paused) return
     this.lastReadAt = performance.now()
-    this.socket.resume()
+    this.reader.resume()
   }
 
   /** Drops the exchange: the connection cannot be reused (the request or response is cut). */
@@ -218,7 +226,7 @@ export class UpstreamConnection implements Sweepable, UpstreamChannel {
         )
       } else if (
         !this.inHead &&
-        !this.readPaused &&
+        !this.reader.paused &&
         !this.responseDone &&
         now - this.lastReadAt >= o.idleTimeoutMs
       ) {
@@ -247,22 +255,37 @@ export class UpstreamConnection implements Sweepable, UpstreamChannel {
     handler.onConnection(this)
   }
 
+  /** Bytes the parser does not read itself (see SocketReader). */
   private readonly onData = (chunk: Buffer): void => {
-    this.lastReadAt = performance.now()
-    const handler = this.handler
-    if (handler === null) {
+    if (this.handler === null) {
       // Bytes on an idle connection: the instance broke the protocol. Never reuse it.
       this.destroy()
       return
     }
-    handler.onReadStart()
-    const result = this.parser.execute(chunk)
+    this.executed(this.parser.execute(chunk), chunk)
+  }
+
+  /** After the parser went through one read; `chunk` is that read, when at hand. */
+  executed(result: number | ParseError, chunk: Buffer | null): void {
+    this.lastReadAt = performance.now()
+    const reading = this.reading
+    this.reading = null
     if (typeof result !== 'number') {
       this.fail(new UpstreamFailure('bad-response', `invalid response: ${result.reason}`, result.code))
-    } else if (this.upgraded && this.handler === handler) {
-      this.upgrade(handler, chunk.subarray(result))
+    } else if (this.upgraded && reading !== null && this.handler === reading) {
+      this.upgrade(reading, (chunk ?? this.parser.getCurrentBuffer()).subarray(result))
+    } else if (reading === null && this.state === 'idle') {
+      // Bytes on an idle connection: the instance broke the protocol. Never reuse it.
+      this.destroy()
     }
-    handler.onReadEnd()
+    reading?.onReadEnd()
+  }
+
+  /** The first callback of a read: what the handler writes until the read is through goes out at once. */
+  private beginRead(handler: UpstreamHandler): void {
+    if (this.reading !== null) return
+    this.reading = handler
+    handler.onReadStart()
   }
 
   private upgrade(handler: UpstreamHandler, head: Buffer): void {
@@ -270,6 +293,7 @@ export class UpstreamConnection implements Sweepable, UpstreamChannel {
     this.handler = null
     this.state = 'closed'
     this.pool.forget(this)
+    this.reader.release()
     const socket = this.socket
     socket.removeListener('data', this.onData)
     socket.removeListener('end', this.onEnd)
@@ -311,6 +335,7 @@ export class UpstreamConnection implements Sweepable, UpstreamChannel {
     const was = this.state
     this.state = 'closed'
     this.pool.forget(this)
+    this.reader.release()
     this.parser.close()
     const handler = this.handler
     this.handler = null
@@ -338,7 +363,7 @@ export class UpstreamConnection implements Sweepable, UpstreamChannel {
     this.state = 'idle'
     this.idleSince = performance.now()
     this.headersDeadline = NEVER
-    if (this.readPaused) this.resume()
+    this.resume()
     this.pool.release(this)
   }
 
@@ -355,6 +380,7 @@ export class UpstreamConnection implements Sweepable, UpstreamChannel {
     this.fields = []
     const handler = this.handler
     if (handler === null) return 1
+    this.beginRead(handler)
     if (status < 200) {
       if (status === 101 && upgrade) {
         this.upgraded = true
@@ -380,7 +406,10 @@ export class UpstreamConnection implements Sweepable, UpstreamChannel {
   }
 
   body(chunk: Buffer): void {
-    this.handler?.onResponseData(chunk)
+    const handler = this.handler
+    if (handler === null) return
+    this.beginRead(handler)
+    handler.onResponseData(chunk)
   }
 
   messageComplete(): void {
@@ -393,7 +422,10 @@ export class UpstreamConnection implements Sweepable, UpstreamChannel {
     this.fields = []
     this.responseDone = true
     const handler = this.handler
-    if (handler !== null) handler.onResponseEnd(trailers)
+    if (handler !== null) {
+      this.beginRead(handler)
+      handler.onResponseEnd(trailers)
+    }
     if (this.requestDone && this.state === 'busy') this.release()
   }
 }
@@ -427,6 +459,9 @@ const RESPONSE_CALLBACKS = {
   },
   onMessageComplete(this: Parser): void {
     ;(this.owner as UpstreamConnection).messageComplete()
+  },
+  onExecute(this: Parser, result: number | ParseError): void {
+    ;(this.owner as UpstreamConnection).executed(result, null)
   },
 }
 
