@@ -29,7 +29,7 @@ import type { SyncStatus } from '../table/sync.js'
 import type { CertificateEntry } from '../tls/certificates.js'
 import { tlsSettingsOf } from '../tls/server-options.js'
 import { CertificateStore } from '../tls/store.js'
-import { createControlPlane, createDataPlane, listen } from './serve.js'
+import { assertPortFree, createControlPlane, createDataPlane, listen } from './serve.js'
 
 type Metrics = MetricObjectWithValues<MetricValue<string>>[]
 
@@ -287,7 +287,11 @@ export async function startPrimary(
 
 /** The port to give every worker: `at.port`, or a free one when it is 0. */
 async function concretePort(at: { host: string; port: number }): Promise<number> {
-  if (at.port !== 0) return at.port
+  if (at.port !== 0) {
+    // Workers bind with SO_REUSEPORT, which would share a port another proxy holds.
+    await assertPortFree(at)
+    return at.port
+  }
   const probe = createNetServer()
   probe.listen(0, at.host)
   await once(probe, 'listening')

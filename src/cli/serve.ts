@@ -4,7 +4,7 @@
 
 import { once } from 'node:events'
 import type { Server } from 'node:http'
-import type { AddressInfo, Server as NetServer } from 'node:net'
+import { type AddressInfo, createServer as createNetServer, type Server as NetServer } from 'node:net'
 import { createAdminServer } from '../admin/server.js'
 import { proxyListeners } from '../config/listeners.js'
 import type { ResolvedConfig } from '../config/load.js'
@@ -17,7 +17,13 @@ import { combineObservers } from '../metrics/observers.js'
 import { BasicAuth } from '../proxy/auth.js'
 import { compileTrustedProxies } from '../proxy/client-address.js'
 import { PassiveHealth } from '../proxy/health.js'
-import { createHandler, createProxyListener, type ProxyOptions, type TlsSource } from '../proxy/listener.js'
+import {
+  createHandler,
+  createProxyListener,
+  type ProxyListener,
+  type ProxyOptions,
+  type TlsSource,
+} from '../proxy/listener.js'
 import type { ProxyObserver } from '../proxy/observer.js'
 import { Balancer } from '../proxy/pickers.js'
 import { Sweeper } from '../proxy/sweeper.js'
@@ -272,7 +278,7 @@ export function createDataPlane(
   const open = async (shared: boolean): Promise<string[]> => {
     const urls: string[] = []
     for (const { config: l, listener } of listeners) {
-      const url = await listen(listener.server, l.address, shared)
+      const url = await openProxyListener(listener, l.address, shared)
       urls.push(l.protocol === 'https' ? url.replace(/^http:/, 'https:') : url)
     }
     return urls
@@ -343,18 +349,64 @@ const REUSE_PORT = (() => {
 })()
 
 /**
- * Opens `server` on `at`. `shared`: with SO_REUSEPORT, each worker process
- * binds the address itself and the kernel spreads new connections over them
- * (no hand-over through the primary, which serialises accepts and loses the
+ * Connections the kernel completes and queues before Switchyard accepts them
+ * (capped by net.core.somaxconn, 4096 on current kernels). Node's default,
+ * 511, overflows when a thousand clients connect at once: the kernel then
+ * drops handshakes, and those clients wait a 1 s SYN retransmit (measured:
+ * p99 0.85–1.6 s at 1,000 connections with 511; see bench/results/).
+ */
+export const LISTEN_BACKLOG = 4_096
+
+/**
+ * Listening sockets per proxy address and process (see ProxyListener.addAcceptor).
+ * Measured with wrk, 1,000 connections opened while the previous 1,000 were
+ * still being served (p99, two runs each): 1 socket 0.97–1.04 s with 230–344
+ * requests timed out, 16 sockets 366–406 ms, 64 sockets 107–113 ms, 128
+ * sockets 64–92 ms, 256 no better.
+ */
+export const ACCEPT_SOCKETS = 64
+
+/**
+ * Opens a proxy listener on `at`: ACCEPT_SOCKETS sockets bound with
+ * SO_REUSEPORT, among which the kernel spreads new connections. `shared`:
+ * worker processes each bind the address themselves the same way (no
+ * hand-over through the primary, which serialises accepts and loses the
  * connections in transit when a worker dies).
+ */
+async function openProxyListener(
+  listener: ProxyListener,
+  at: { host: string; port: number },
+  shared: boolean,
+): Promise<string> {
+  if (!REUSE_PORT) return listen(listener.server, at)
+  // With SO_REUSEPORT a second proxy started on a port in use would share it
+  // silently: one process on its own must find the port free.
+  if (!shared && at.port !== 0) await assertPortFree(at)
+  const url = await listen(listener.server, at, true)
+  const port = Number(new URL(url).port)
+  for (let i = 1; i < ACCEPT_SOCKETS; i++) await listen(listener.addAcceptor(), { host: at.host, port }, true)
+  return url
+}
+
+/** Fails with SWY_ERR_LISTEN when any socket, SO_REUSEPORT or not, holds `at`. */
+export async function assertPortFree(at: { host: string; port: number }): Promise<void> {
+  const probe = createNetServer()
+  await listen(probe, at)
+  await new Promise((resolve) => probe.close(resolve))
+}
+
+/**
+ * Opens `server` on `at`. `reusePort`: bound with SO_REUSEPORT, beside the
+ * other sockets of this process or of the other workers on that address.
  */
 export async function listen(
   server: Server | NetServer,
   at: { host: string; port: number },
-  shared = false,
+  reusePort = false,
 ): Promise<string> {
-  if (shared && REUSE_PORT) server.listen({ port: at.port, host: at.host, reusePort: true, exclusive: true })
-  else server.listen(at.port, at.host)
+  if (reusePort && REUSE_PORT)
+    server.listen({ port: at.port, host: at.host, backlog: LISTEN_BACKLOG, reusePort: true, exclusive: true })
+  else server.listen({ port: at.port, host: at.host, backlog: LISTEN_BACKLOG })
   try {
     await once(server, 'listening')
   } catch (err) {

@@ -77,6 +77,15 @@ const PLAIN: ListenerOptions = { tls: null, http2: DEFAULT_HTTP2 }
 
 export interface ProxyListener {
   readonly server: Server
+  /**
+   * A further listening socket for the server's address (bound with
+   * SO_REUSEPORT by the caller), whose connections the server takes as its
+   * own. libuv accepts one connection per listening socket per turn of the
+   * event loop, so under load — a turn that serves a thousand connections
+   * takes ~100 ms — one socket admits about ten new clients a second; each
+   * acceptor adds as many. Closed by drain.
+   */
+  addAcceptor(): Server
   /** Live HTTP/1.1 client connections (for tests and status). */
   readonly connections: ReadonlySet<ClientConnection>
   /**
@@ -164,6 +173,14 @@ export function createProxyListener(
     server = tlsServer
   }
 
+  const acceptors: Server[] = []
+  const addAcceptor = (): Server => {
+    // A TLS server wraps raw sockets given to its 'connection' event (documented for that use).
+    const acceptor = createNetServer({ noDelay: true }, (socket: Socket) => server.emit('connection', socket))
+    acceptors.push(acceptor)
+    return acceptor
+  }
+
   const drain = async (graceMs: number): Promise<{ cut: number }> => {
     // What reached the kernel before the stop — connections in the accept
     // backlog, a request on a kept-alive connection — may be read in the same
@@ -172,7 +189,9 @@ export function createProxyListener(
     await new Promise<void>((resolve) => setImmediate(resolve))
     ctx.draining = true
     h2.drain()
-    const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+    const closed = Promise.all(
+      [server, ...acceptors].map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
+    )
     for (const c of connections) c.closeIfIdle()
     let cut = 0
     const deadline = setTimeout(() => {
@@ -190,5 +209,5 @@ export function createProxyListener(
     return { cut }
   }
 
-  return { server, connections, drain }
+  return { server, addAcceptor, connections, drain }
 }

@@ -137,33 +137,42 @@ describe('command-line manners: one Switchyard line with the fix, exit 2', () =>
 })
 
 describe('a listen address already in use', () => {
-  it.each(['1', '2'])('stops start-up with exit 1 and says which address (--workers %s)', async (workers) => {
-    const busy = createServer()
-    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve))
-    const port = (busy.address() as AddressInfo).port
-    try {
-      const r = await run(
-        [
-          'serve',
-          '--workers',
-          workers,
-          '--listen',
-          `127.0.0.1:${port}`,
-          '--admin-listen',
-          `127.0.0.1:${await freePort()}`,
-        ],
-        {
-          CONSUL_HTTP_ADDR: `127.0.0.1:${await freePort()}`,
-        },
-      )
-      expect(r.code).toBe(1)
-      expect(r.stderr).toMatch(
-        new RegExp(`SWY_ERR_LISTEN: (proxy worker: )?cannot listen on 127\\.0\\.0\\.1:${port}: EADDRINUSE`),
-      )
-    } finally {
-      busy.close()
-    }
-  })
+  it.each([
+    ['1', false],
+    ['2', false],
+    ['1', true],
+    ['2', true],
+  ])(
+    'stops start-up with exit 1 and says which address (--workers %s, holder with SO_REUSEPORT: %s)',
+    async (workers, reusePort) => {
+      // A holder with SO_REUSEPORT is what another Switchyard looks like: the port must not be shared with it.
+      const busy = createServer()
+      await new Promise<void>((resolve) => busy.listen({ port: 0, host: '127.0.0.1', reusePort }, resolve))
+      const port = (busy.address() as AddressInfo).port
+      try {
+        const r = await run(
+          [
+            'serve',
+            '--workers',
+            workers,
+            '--listen',
+            `127.0.0.1:${port}`,
+            '--admin-listen',
+            `127.0.0.1:${await freePort()}`,
+          ],
+          {
+            CONSUL_HTTP_ADDR: `127.0.0.1:${await freePort()}`,
+          },
+        )
+        expect(r.code).toBe(1)
+        expect(r.stderr).toMatch(
+          new RegExp(`SWY_ERR_LISTEN: (proxy worker: )?cannot listen on 127\\.0\\.0\\.1:${port}: EADDRINUSE`),
+        )
+      } finally {
+        busy.close()
+      }
+    },
+  )
 })
 
 describe('an admin address already in use, with workers', () => {
