@@ -124,6 +124,20 @@ export function createParser(callbacks: ParserCallbacks, owner: unknown): Parser
   return parser
 }
 
+/**
+ * Frees a parser's native half. Deferred to the next turn: a parser may be let
+ * go from inside its own callbacks (an upgrade, a handover to HTTP/2), and
+ * freeing it there would pull it from under the read still running
+ * (node:http defers the same way).
+ */
+export function closeParser(parser: Parser): void {
+  setImmediate(closeNow, parser)
+}
+
+function closeNow(parser: Parser): void {
+  parser.close()
+}
+
 /** Strict parsing: no leniency flags at all. */
 export const STRICT = common?.HTTPParser.kLenientNone ?? 0
 
