@@ -339,11 +339,14 @@ export function basicAuthOf(config: ResolvedConfig, log: Logger | null, watch = 
 }
 
 /**
- * Node has `reusePort` from 22.12 (and 23.1). On an older Node, workers share
- * one listening socket through node:cluster's primary instead (connections
- * handed over one at a time, those in transit lost when a worker dies).
+ * Node has `reusePort` from 22.12 (and 23.1), where the kernel spreads
+ * connections over the sockets (Linux, FreeBSD; libuv refuses it elsewhere,
+ * macOS included). Without it, one listening socket per address, and workers
+ * share it through node:cluster's primary (connections handed over one at a
+ * time, those in transit lost when a worker dies).
  */
 const REUSE_PORT = (() => {
+  if (process.platform !== 'linux' && process.platform !== 'freebsd') return false
   const [major = 0, minor = 0] = process.versions.node.split('.').map(Number)
   return major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12)
 })()
