@@ -11,6 +11,8 @@ import {
   type TrafficByVersion,
   trafficByVersion,
   trafficSince,
+  VERSION_TRAFFIC_METRICS,
+  type VersionTotals,
 } from '../metrics/scrape.js'
 
 export interface VersionTrafficView {
@@ -105,14 +107,46 @@ export class VersionTraffic {
   private async read(): Promise<TrafficByVersion> {
     const fresh = this.latest
     if (fresh !== null && this.clock.now() - fresh.at < FRESH_MS) return fresh.traffic
-    const traffic = trafficByVersion(parsePrometheusText((await this.metrics()).body))
+    const traffic = trafficByVersion(
+      parsePrometheusText((await this.metrics()).body, VERSION_TRAFFIC_METRICS),
+    )
     const now = this.clock.now()
     this.latest = { at: now, traffic }
     const last = this.readings[this.readings.length - 1]
-    if (last === undefined || now - last.at >= EVERY_MS) this.readings.push({ at: now, traffic })
+    if (last === undefined || now - last.at >= EVERY_MS)
+      this.readings.push({ at: now, traffic: counted(traffic) })
     this.readings = this.readings.filter((r) => now - r.at <= KEEP_MS)
     return traffic
   }
+}
+
+/**
+ * The versions of a reading that counted anything. A version left out reads
+ * as no reading (trafficSince then takes the totals as they are), which is
+ * what a reading of zeros gives: a dozen readings of every version of every
+ * service would otherwise be kept for a fleet that is mostly idle.
+ */
+function counted(traffic: TrafficByVersion): TrafficByVersion {
+  const out: TrafficByVersion = new Map()
+  for (const [service, versions] of traffic) {
+    let kept: Map<string, VersionTotals> | undefined
+    for (const [version, t] of versions) {
+      if (
+        t.requests === 0 &&
+        t.errors === 0 &&
+        t.count === 0 &&
+        t.sum === 0 &&
+        t.buckets.every((n) => n === 0)
+      )
+        continue
+      if (kept === undefined) {
+        kept = new Map()
+        out.set(service, kept)
+      }
+      kept.set(version, t)
+    }
+  }
+  return out
 }
 
 function round(n: number, digits: number): number {

@@ -5,7 +5,7 @@
 import { ConsulPermissionError } from '../errors.js'
 import type { CatalogSnapshot, InstanceSnapshot, TargetEntry } from '../routing/types.js'
 import { assertPrefixReadable, type ConsulClient, readBody } from './client.js'
-import { parseHealthService, parseKvList, parseServiceList, routedServices } from './normalize.js'
+import { Interner, parseHealthService, parseKvList, parseServiceList, routedServices } from './normalize.js'
 
 export interface OnceOptions {
   readonly tagPrefix: string
@@ -39,6 +39,7 @@ export async function readSnapshotOnce(
   if (kv === '[]') await assertPrefixReadable(client, options.targetPrefix)
   const names = routedServices(parseServiceList(list), options.tagPrefix)
   const services = new Map<string, readonly InstanceSnapshot[]>()
+  const interner = new Interner()
   await Promise.all(
     names.map(async (name) => {
       const body = await read(
@@ -46,7 +47,7 @@ export async function readSnapshotOnce(
         { stale: options.stale },
         `service ${name}`,
       )
-      services.set(name, parseHealthService(body))
+      services.set(name, parseHealthService(body, interner))
     }),
   )
   return { catalog: { services }, targets: parseKvList(kv) }

@@ -13,7 +13,7 @@ import { ConsulPermissionError, ConsulResponseError } from '../errors.js'
 import type { CatalogSnapshot, InstanceSnapshot } from '../routing/types.js'
 import { BlockingQuery, type BlockingQueryState } from './blocking-query.js'
 import { assertPrefixReadable, type ConsulClient, type ConsulResponse, readBody } from './client.js'
-import { parseHealthService, parseKvList, parseServiceList, routedServices } from './normalize.js'
+import { Interner, parseHealthService, parseKvList, parseServiceList, routedServices } from './normalize.js'
 import type { RecoveryGroup } from './recovery.js'
 
 export interface WatchSettings {
@@ -103,6 +103,8 @@ export class CatalogWatcher {
   private readonly health = new Map<string, BlockingQuery<InstanceSnapshot[]>>()
   private readonly instances = new Map<string, readonly InstanceSnapshot[]>()
   private readonly filtered = new Set<string>()
+  /** One copy of the node names, tags, meta and check names that the services' answers repeat. */
+  private readonly interner = new Interner()
   /** Tags per service as the service list gives them (the union over instances). */
   private listedTags: ReadonlyMap<string, readonly string[]> = new Map()
   private firstList!: () => void
@@ -209,7 +211,7 @@ export class CatalogWatcher {
         `service ${service}`,
         (res) => this.noteFiltered(name, res),
       ),
-      parseHealthService,
+      (body) => parseHealthService(body, this.interner),
       (instances) => {
         if (!this.health.has(service)) return
         this.instances.set(service, instances)

@@ -11,6 +11,7 @@ import {
   type TrafficByVersion,
   trafficByVersion,
   trafficSince,
+  VERSION_TRAFFIC_METRICS,
   type VersionSummary,
 } from '../metrics/scrape.js'
 
@@ -47,7 +48,14 @@ export function proxyMetrics(
         try {
           const res = await fetch(`${p.url}/metrics`, { signal: AbortSignal.timeout(5_000) })
           if (!res.ok) return { p, error: `/metrics answered ${res.status}`, traffic: null }
-          return { p, error: null, traffic: trafficByVersion(parsePrometheusText(await res.text()), service) }
+          return {
+            p,
+            error: null,
+            traffic: trafficByVersion(
+              parsePrometheusText(await res.text(), VERSION_TRAFFIC_METRICS),
+              service,
+            ),
+          }
         } catch (err) {
           const e = err as Error & { cause?: { code?: string } }
           return { p, error: e.cause?.code ?? e.message, traffic: null }

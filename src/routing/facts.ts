@@ -39,15 +39,23 @@ export function serviceFacts(
   const parsedWith = `${tagPrefix} ${matcher}`
   const cached = serviceFactsOf.get(instances)
   if (cached !== undefined && cached.parsedWith === parsedWith) return cached
+  // A service's instances mostly carry the same tags: each is parsed once,
+  // and its instances share the (plain, never changed) RouteSpec.
+  const parsed = new Map<string, ReturnType<typeof parseRouteTag>>()
   const facts: ServiceFacts = {
     parsedWith,
-    instances: [...instances].sort(compareInstances).map((i) => instanceFacts(i, tagPrefix, matcher)),
+    instances: [...instances].sort(compareInstances).map((i) => instanceFacts(i, tagPrefix, matcher, parsed)),
   }
   serviceFactsOf.set(instances, facts)
   return facts
 }
 
-function instanceFacts(instance: InstanceSnapshot, tagPrefix: string, matcher: PathMatcher): InstanceFacts {
+function instanceFacts(
+  instance: InstanceSnapshot,
+  tagPrefix: string,
+  matcher: PathMatcher,
+  parsedTags: Map<string, ReturnType<typeof parseRouteTag>>,
+): InstanceFacts {
   const routes: { id: string; spec: RouteSpec }[] = []
   const problems: Problem[] = []
   // Consul accepts any address and port; one no connection can be made to
@@ -69,7 +77,11 @@ function instanceFacts(instance: InstanceSnapshot, tagPrefix: string, matcher: P
   // not a double share; the first tag wins.
   const seen = new Map<string, { tag: string; options: string }>()
   for (const tag of instance.tags) {
-    const parsed = parseRouteTag(tag, tagPrefix, matcher)
+    let parsed = parsedTags.get(tag)
+    if (parsed === undefined) {
+      parsed = parseRouteTag(tag, tagPrefix, matcher)
+      parsedTags.set(tag, parsed)
+    }
     if (parsed === null) continue
     if (!parsed.ok) {
       problems.push({

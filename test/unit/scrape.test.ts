@@ -10,6 +10,7 @@ import {
   summarize,
   trafficByVersion,
   trafficSince,
+  VERSION_TRAFFIC_METRICS,
 } from '../../src/metrics/scrape.js'
 import { buildRouteTable } from '../../src/routing/build.js'
 import type { Route } from '../../src/routing/types.js'
@@ -36,6 +37,18 @@ describe('parsePrometheusText', () => {
       { name: 'with', labels: { a: '1', b: 'q"uote\\' }, value: 2.5 },
       { name: 'inf', labels: { le: '+Inf' }, value: Number.POSITIVE_INFINITY },
     ])
+  })
+})
+
+describe('parsePrometheusText, some metrics only', () => {
+  it('keeps the samples of the named metrics, not those of names that merely start alike', () => {
+    const text = ['# HELP a x', 'a 1', 'ab 2', 'a{x="1"} 3', 'b 4', '', 'a_sum 5'].join('\n')
+    expect(parsePrometheusText(text, ['a', 'a_sum'])).toEqual([
+      { name: 'a', labels: {}, value: 1 },
+      { name: 'a', labels: { x: '1' }, value: 3 },
+      { name: 'a_sum', labels: {}, value: 5 },
+    ])
+    expect(parsePrometheusText(text, [])).toEqual([])
   })
 })
 
@@ -95,6 +108,12 @@ describe('per-version traffic from the metrics of a real table', () => {
     expect(stable.p99).toBeLessThanOrEqual(0.025)
     expect([...(after.get('web')?.keys() ?? [])].sort()).toEqual(['1.6.0', '1.7.0'])
 
+    // The metrics trafficByVersion reads are all it needs.
+    const text = (await metrics.text()).body
+    expect(trafficByVersion(parsePrometheusText(text, VERSION_TRAFFIC_METRICS))).toEqual(
+      trafficByVersion(parsePrometheusText(text)),
+    )
+
     // Two proxies' scrapes add up; a counter that went down means a restart.
     const both = addTraffic(addTraffic(new Map(), after), after)
     expect(both.get('web')?.get('1.7.0')?.requests).toBe(200)
@@ -126,6 +145,32 @@ describe('VersionTraffic (status page and /api/targets)', () => {
     expect(later).toMatchObject({
       requests: 14,
       recent: { seconds: 30, requests: 4, requestsPerSecond: 0.13, successRate: 0.25 },
+    })
+  })
+
+  it('gives a version that had no traffic at the earlier reading all its traffic as recent', async () => {
+    const { VersionTraffic } = await import('../../src/admin/version-traffic.js')
+    const instances = [instance('shop', ['urlprefix-/shop'], { meta: { version: '2.0' } })]
+    const { table } = buildRouteTable({ services: new Map([['shop', instances]]) }, [], BUILD)
+    const store = new TableStore()
+    store.swap(table)
+    const metrics = new SwitchyardMetrics({ store, status, defaultMetrics: false })
+    const route = table.routes[0] as Route
+    const backend = route.backends[0] as Route['backends'][number]
+    let now = 1_000_000
+    const clock = { now: () => now, sleep: async () => {} }
+    const traffic = new VersionTraffic(() => metrics.text(), clock)
+    expect((await traffic.view()).get('shop')).toEqual([
+      { version: '2.0', requests: 0, successRate: null, p99Ms: null, recent: null },
+    ])
+    now += 10_000
+    for (let i = 0; i < 4; i++) metrics.observer.request(route, backend, 200, 0.01, null as never)
+    expect((await traffic.view()).get('shop')?.[0]).toEqual({
+      version: '2.0',
+      requests: 4,
+      successRate: 1,
+      p99Ms: 24.8,
+      recent: { seconds: 10, requests: 4, requestsPerSecond: 0.4, successRate: 1, p99Ms: 24.8 },
     })
   })
 })
