@@ -54,7 +54,6 @@ export function createAdminServer(options: AdminOptions): Server {
   })
   const metrics = options.metrics
   const versionTraffic = metrics ? new VersionTraffic(metrics, clock) : null
-  versionTraffic?.start()
   /** Per-version numbers, or none when metrics are off or cannot be read (the rest of the view still answers). */
   const traffic = async (): Promise<Map<string, VersionTrafficView[]>> => {
     if (versionTraffic === null) return new Map()

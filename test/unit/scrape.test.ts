@@ -1,7 +1,7 @@
 // Reading per-version traffic back from Switchyard's own metrics: what the
 // status page shows and what `switchyard rollout` checks a step against.
 
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { SwitchyardMetrics } from '../../src/metrics/metrics.js'
 import {
   addTraffic,
@@ -146,6 +146,7 @@ describe('VersionTraffic (status page and /api/targets)', () => {
       requests: 14,
       recent: { seconds: 30, requests: 4, requestsPerSecond: 0.13, successRate: 0.25 },
     })
+    traffic.stop()
   })
 
   it('gives a version that had no traffic at the earlier reading all its traffic as recent', async () => {
@@ -172,5 +173,37 @@ describe('VersionTraffic (status page and /api/targets)', () => {
       p99Ms: 24.8,
       recent: { seconds: 10, requests: 4, requestsPerSecond: 0.4, successRate: 1, p99Ms: 24.8 },
     })
+    traffic.stop()
+  })
+
+  it('reads the metrics in the background only while someone looks, and for two minutes after', async () => {
+    const { VersionTraffic } = await import('../../src/admin/version-traffic.js')
+    vi.useFakeTimers()
+    try {
+      // The fake timers move Date.now() along with them.
+      const clock = { now: () => Date.now(), sleep: async () => {} }
+      let reads = 0
+      const traffic = new VersionTraffic(async () => {
+        reads++
+        return { body: '' }
+      }, clock)
+      const wait = (ms: number) => vi.advanceTimersByTimeAsync(ms)
+      await wait(60_000)
+      expect(reads).toBe(0)
+      await traffic.view()
+      expect(reads).toBe(1)
+      await wait(30_000)
+      // Every 5 s while watched.
+      expect(reads).toBe(7)
+      await wait(200_000)
+      const stoppedAt = reads
+      // Two minutes after the view, at most a reading or two more.
+      expect(stoppedAt).toBeLessThanOrEqual(7 + 120 / 5 + 1)
+      await wait(60_000)
+      expect(reads).toBe(stoppedAt)
+      traffic.stop()
+    } finally {
+      vi.useRealTimers()
+    }
   })
 })
