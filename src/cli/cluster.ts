@@ -29,7 +29,13 @@ import type { SyncStatus } from '../table/sync.js'
 import type { CertificateEntry } from '../tls/certificates.js'
 import { tlsSettingsOf } from '../tls/server-options.js'
 import { CertificateStore } from '../tls/store.js'
-import { assertPortFree, createControlPlane, createDataPlane, listen } from './serve.js'
+import {
+  assertPortFree,
+  collectStartupGarbage,
+  createControlPlane,
+  createDataPlane,
+  listen,
+} from './serve.js'
 
 type Metrics = MetricObjectWithValues<MetricValue<string>>[]
 
@@ -259,7 +265,7 @@ export async function startPrimary(
   )
 
   const loaded = sync.start()
-  loaded.catch((err) => log.error({ err }, 'consul sync failed to start'))
+  loaded.then(collectStartupGarbage, (err) => log.error({ err }, 'consul sync failed to start'))
 
   let stopped: Promise<void> | null = null
   const stop = () => {
