@@ -122,23 +122,32 @@ describe('per-version traffic from the metrics of a real table', () => {
   })
 })
 
+/** One service with one version-2.0 instance, its metrics, and a VersionTraffic on a clock the test moves. */
+async function shopTraffic() {
+  const { VersionTraffic } = await import('../../src/admin/version-traffic.js')
+  const instances = [instance('shop', ['urlprefix-/shop'], { meta: { version: '2.0' } })]
+  const { table } = buildRouteTable({ services: new Map([['shop', instances]]) }, [], BUILD)
+  const store = new TableStore()
+  store.swap(table)
+  const metrics = new SwitchyardMetrics({ store, status, defaultMetrics: false })
+  const route = table.routes[0] as Route
+  const backend = route.backends[0] as Route['backends'][number]
+  let now = 1_000_000
+  const clock = { now: () => now, sleep: async () => {} }
+  const traffic = new VersionTraffic(() => metrics.text(), clock)
+  const advance = (ms: number) => {
+    now += ms
+  }
+  return { metrics, route, backend, traffic, advance }
+}
+
 describe('VersionTraffic (status page and /api/targets)', () => {
   it('shows totals at once and the last minute once readings are far enough apart', async () => {
-    const { VersionTraffic } = await import('../../src/admin/version-traffic.js')
-    const instances = [instance('shop', ['urlprefix-/shop'], { meta: { version: '2.0' } })]
-    const { table } = buildRouteTable({ services: new Map([['shop', instances]]) }, [], BUILD)
-    const store = new TableStore()
-    store.swap(table)
-    const metrics = new SwitchyardMetrics({ store, status, defaultMetrics: false })
-    const route = table.routes[0] as Route
-    const backend = route.backends[0] as Route['backends'][number]
-    let now = 1_000_000
-    const clock = { now: () => now, sleep: async () => {} }
-    const traffic = new VersionTraffic(() => metrics.text(), clock)
+    const { metrics, route, backend, traffic, advance } = await shopTraffic()
     for (let i = 0; i < 10; i++) metrics.observer.request(route, backend, 200, 0.01, null as never)
     const first = (await traffic.view()).get('shop')
     expect(first).toEqual([{ version: '2.0', requests: 10, successRate: 1, p99Ms: 24.8, recent: null }])
-    now += 30_000
+    advance(30_000)
     for (let i = 0; i < 3; i++) metrics.observer.request(route, backend, 503, 0.01, null as never)
     metrics.observer.request(route, backend, 200, 0.01, null as never)
     const later = (await traffic.view()).get('shop')?.[0]
@@ -150,21 +159,11 @@ describe('VersionTraffic (status page and /api/targets)', () => {
   })
 
   it('gives a version that had no traffic at the earlier reading all its traffic as recent', async () => {
-    const { VersionTraffic } = await import('../../src/admin/version-traffic.js')
-    const instances = [instance('shop', ['urlprefix-/shop'], { meta: { version: '2.0' } })]
-    const { table } = buildRouteTable({ services: new Map([['shop', instances]]) }, [], BUILD)
-    const store = new TableStore()
-    store.swap(table)
-    const metrics = new SwitchyardMetrics({ store, status, defaultMetrics: false })
-    const route = table.routes[0] as Route
-    const backend = route.backends[0] as Route['backends'][number]
-    let now = 1_000_000
-    const clock = { now: () => now, sleep: async () => {} }
-    const traffic = new VersionTraffic(() => metrics.text(), clock)
+    const { metrics, route, backend, traffic, advance } = await shopTraffic()
     expect((await traffic.view()).get('shop')).toEqual([
       { version: '2.0', requests: 0, successRate: null, p99Ms: null, recent: null },
     ])
-    now += 10_000
+    advance(10_000)
     for (let i = 0; i < 4; i++) metrics.observer.request(route, backend, 200, 0.01, null as never)
     expect((await traffic.view()).get('shop')?.[0]).toEqual({
       version: '2.0',
