@@ -11,6 +11,7 @@ import {
   NO_RESOURCE,
   type ParseError,
   REQUEST,
+  RESPONSE,
   SocketReader,
   STRICT,
 } from '../../src/proxy/http1/llhttp.js'
@@ -129,6 +130,59 @@ describe('SocketReader: the parser reads the socket itself', () => {
     await until(() => Buffer.concat(seen.data).length === 20, 'the tunnel bytes')
     expect(Buffer.concat(seen.data).toString()).toBe('bytes for the tunnel')
     expect(seen.urls).toEqual([])
+  })
+
+  it('a connecting socket reads its final handle directly, and a pause holds on it', async () => {
+    // A name with two addresses, the first refused: Node tries them on new handles.
+    const BODY = 4 * 1024 * 1024
+    const server = createServer((socket) => {
+      socket.on('error', () => {})
+      socket.write(`HTTP/1.1 200 OK\r\ncontent-length: ${BODY}\r\n\r\n`)
+      socket.end(Buffer.alloc(BODY))
+    })
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    servers.push(server)
+    const lookup = (_host: string, _options: unknown, callback: (...args: unknown[]) => void) =>
+      callback(null, [
+        { address: '::1', family: 6 },
+        { address: '127.0.0.1', family: 4 },
+      ])
+    const client = connect({
+      host: 'two.test',
+      port: (server.address() as AddressInfo).port,
+      lookup: lookup as never,
+      autoSelectFamily: true,
+    })
+    sockets.push(client)
+    client.on('error', () => {})
+    let body = 0
+    const parser = createParser(
+      {
+        onHeaders() {},
+        onHeadersComplete: () => 0,
+        onBody(chunk: Buffer) {
+          body += chunk.length
+        },
+        onMessageComplete() {},
+        onExecute() {},
+      },
+      null,
+    )
+    parser.initialize(RESPONSE, NO_RESOURCE, 16 * 1024, STRICT)
+    const reader = new SocketReader(parser, client, false)
+    client.on('data', (chunk: Buffer) => {
+      body += chunk.length
+    })
+    await once(client, 'connect')
+    reader.readDirectly()
+    expect(reader.direct).toBe(true)
+    reader.pause()
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    // Stopped: what the kernel buffers, not the 4 MiB.
+    expect(body).toBeLessThan(BODY / 2)
+    reader.resume()
+    await until(() => body === BODY, 'the whole body after resume')
   })
 
   it('reports the end of input as the socket end event', async () => {

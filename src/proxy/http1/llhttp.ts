@@ -173,32 +173,43 @@ function handleOf(socket: Socket): StreamHandle | null {
 export class SocketReader {
   private readonly parser: Parser
   private readonly socket: Socket
-  private isDirect: boolean
+  /** The handle the parser reads, while it does. */
+  private consumed: StreamHandle | null = null
   private pausedBy: 'handle' | 'stream' | null = null
 
-  constructor(parser: Parser, socket: Socket) {
+  /**
+   * `now`: read the handle directly from the start (an accepted socket).
+   * A connecting socket waits for `readDirectly()` once connected: Node may
+   * replace the handle while it tries a name's addresses one after another.
+   */
+  constructor(parser: Parser, socket: Socket, now = true) {
     this.parser = parser
     this.socket = socket
-    const handle = handleOf(socket)
-    this.isDirect = handle !== null && handle.isStreamBase === true && handle._consumed !== true
-    if (this.isDirect) {
-      ;(handle as StreamHandle)._consumed = true
-      parser.consume(handle as StreamHandle)
-    }
+    if (now) this.readDirectly()
+  }
+
+  /** The parser reads the socket's handle itself from now on, if it can. */
+  readDirectly(): void {
+    const handle = handleOf(this.socket)
+    if (this.consumed !== null || this.pausedBy !== null) return
+    if (handle === null || handle.isStreamBase !== true || handle._consumed === true) return
+    handle._consumed = true
+    this.parser.consume(handle)
+    this.consumed = handle
   }
 
   /** The parser reads the socket itself (its 'data' events carry nothing). */
   get direct(): boolean {
-    return this.isDirect
+    return this.consumed !== null
   }
 
   /** From now on reads arrive as the socket's 'data' events. */
   release(): void {
-    if (!this.isDirect) return
-    this.isDirect = false
+    const handle = this.consumed
+    if (handle === null) return
+    this.consumed = null
     this.parser.unconsume()
-    const handle = handleOf(this.socket)
-    if (handle !== null) handle._consumed = false
+    handle._consumed = false
   }
 
   get paused(): boolean {
@@ -207,12 +218,12 @@ export class SocketReader {
 
   pause(): void {
     if (this.pausedBy !== null) return
-    if (this.isDirect) {
+    const handle = this.consumed
+    if (handle !== null && handle === handleOf(this.socket)) {
       // A consumed handle never pushes into the socket's stream, so the
       // stream cannot stop it: stop the handle (node:http does the same).
       this.pausedBy = 'handle'
-      const handle = handleOf(this.socket)
-      if (handle?.reading) {
+      if (handle.reading) {
         handle.reading = false
         handle.readStop()
       }

@@ -115,7 +115,7 @@ export class UpstreamConnection implements Sweepable, UpstreamChannel {
         })
       : netConnect({ host: t.address, port: t.port })
     this.socket.setNoDelay(true)
-    this.reader = new SocketReader(this.parser, this.socket)
+    this.reader = new SocketReader(this.parser, this.socket, false)
     this.socket.on(t.tls ? 'secureConnect' : 'connect', this.onConnect)
     this.socket.on('data', this.onData)
     this.socket.on('end', this.onEnd)
@@ -255,6 +255,8 @@ export class UpstreamConnection implements Sweepable, UpstreamChannel {
 
   private readonly onConnect = (): void => {
     if (this.state !== 'connecting') return
+    // The handle is final now (a name's addresses are tried on new ones).
+    this.reader.readDirectly()
     this.state = 'busy'
     this.lastReadAt = performance.now()
     const handler = this.handler
@@ -307,6 +309,8 @@ export class UpstreamConnection implements Sweepable, UpstreamChannel {
     this.state = 'closed'
     this.pool.forget(this)
     this.reader.release()
+    // A handle stopped for backpressure would not restart for the tunnel's pipe.
+    this.reader.resume()
     const socket = this.socket
     socket.removeListener('data', this.onData)
     socket.removeListener('end', this.onEnd)
