@@ -4,6 +4,7 @@
 // needs no lookup on the side.
 
 import { createServer as createNetServer, type Server, type Socket } from 'node:net'
+import { performance } from 'node:perf_hooks'
 import type { Duplex } from 'node:stream'
 import {
   createServer as createTlsServer,
@@ -74,6 +75,9 @@ export const DEFAULT_HTTP2: Http2Settings = {
 }
 
 const PLAIN: ListenerOptions = { tls: null, http2: DEFAULT_HTTP2 }
+
+/** Longest a drain keeps accepting what was queued before it began (under steady load they keep coming). */
+const BACKLOG_MS = 500
 
 export interface ProxyListener {
   readonly server: Server
@@ -181,12 +185,25 @@ export function createProxyListener(
     return acceptor
   }
 
+  let accepted = 0
+  server.on('connection', () => {
+    accepted++
+  })
+
   const drain = async (graceMs: number): Promise<{ cut: number }> => {
-    // What reached the kernel before the stop — connections in the accept
-    // backlog, a request on a kept-alive connection — may be read in the same
-    // event-loop turn as the stop, after it. Let that turn finish, so those are
-    // served (with `Connection: close`) rather than reset as idle.
-    await new Promise<void>((resolve) => setImmediate(resolve))
+    // What reached the kernel before the stop — a request on a kept-alive
+    // connection, connections in the accept queues — may be read in the same
+    // event-loop turn as the stop, after it. Let that turn finish, then accept
+    // until a turn finds no connection waiting (libuv takes one per listening
+    // socket per turn; closing a listening socket resets what is queued on
+    // it), for at most BACKLOG_MS: those clients are served, with
+    // `Connection: close`, rather than reset.
+    const until = performance.now() + BACKLOG_MS
+    let seen = -1
+    while (seen !== accepted && performance.now() < until) {
+      seen = accepted
+      await new Promise<void>((resolve) => setImmediate(resolve))
+    }
     ctx.draining = true
     h2.drain()
     const closed = Promise.all(
