@@ -9,9 +9,7 @@
 // pools, picker state and passive health.
 
 import cluster, { type Worker } from 'node:cluster'
-import { once } from 'node:events'
 import type { Server } from 'node:http'
-import { type AddressInfo, createServer as createNetServer } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client'
 import { createAdminServer } from '../admin/server.js'
@@ -29,13 +27,7 @@ import type { SyncStatus } from '../table/sync.js'
 import type { CertificateEntry } from '../tls/certificates.js'
 import { tlsSettingsOf } from '../tls/server-options.js'
 import { CertificateStore } from '../tls/store.js'
-import {
-  assertPortFree,
-  collectStartupGarbage,
-  createControlPlane,
-  createDataPlane,
-  listen,
-} from './serve.js'
+import { collectStartupGarbage, createControlPlane, createDataPlane, listen, probePort } from './serve.js'
 
 type Metrics = MetricObjectWithValues<MetricValue<string>>[]
 
@@ -291,20 +283,12 @@ export async function startPrimary(
   return { adminUrl, proxyUrl, loaded, failed, stop }
 }
 
-/** The port to give every worker: `at.port`, or a free one when it is 0. */
-async function concretePort(at: { host: string; port: number }): Promise<number> {
-  if (at.port !== 0) {
-    // Workers bind with SO_REUSEPORT, which would share a port another proxy holds.
-    await assertPortFree(at)
-    return at.port
-  }
-  const probe = createNetServer()
-  probe.listen(0, at.host)
-  await once(probe, 'listening')
-  const { port } = probe.address() as AddressInfo
-  await new Promise((resolve) => probe.close(resolve))
-  return port
-}
+/**
+ * The port to give every worker: `at.port`, checked free (workers bind with
+ * SO_REUSEPORT, which would share a port another proxy holds), or a free one
+ * when it is 0.
+ */
+const concretePort = probePort
 
 /** To the primary, unless it is gone (then the 'disconnect' handler stops this worker). */
 function toPrimary(message: ToPrimary): void {

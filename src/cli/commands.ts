@@ -13,6 +13,7 @@ import {
   type ResolvedConfig,
   sourceOf,
 } from '../config/load.js'
+import type { ConsulClient } from '../consul/client.js'
 import { readSnapshotOnce } from '../consul/snapshot.js'
 import { ConfigError, SwitchyardError, UsageError } from '../errors.js'
 import { createLogger } from '../log.js'
@@ -130,8 +131,7 @@ const ROUTES_FLAGS: CommandFlags = { json: { type: 'boolean' } }
 async function routes(argv: readonly string[], env: Env): Promise<number> {
   const { values } = parseCommandLine('routes', argv, ROUTES_FLAGS, { min: 0, max: 0, what: '' })
   const { config, token } = readConfig(argv, env, ROUTES_FLAGS)
-  const client = consulClientFor(config, token)
-  try {
+  return withConsul(config, token, async (client) => {
     const { catalog, targets } = await readSnapshotOnce(client, {
       tagPrefix: config.routing.tagPrefix,
       targetPrefix: config.routing.targetPrefix,
@@ -140,11 +140,7 @@ async function routes(argv: readonly string[], env: Env): Promise<number> {
     const { table } = buildRouteTable(catalog, targets, buildConfigOf(config))
     process.stdout.write(values.json ? `${JSON.stringify(table.routes, null, 2)}\n` : formatRoutes(table))
     return 0
-  } catch (err) {
-    throw withConsulHint(err, config)
-  } finally {
-    await client.close()
-  }
+  })
 }
 
 async function target(argv: readonly string[], env: Env): Promise<number> {
@@ -163,12 +159,11 @@ async function target(argv: readonly string[], env: Env): Promise<number> {
   })
   const service = positionals[0] as string
   const { config, token } = readConfig(rest, env, flags)
-  const client = consulClientFor(config, token)
   const run = { get: targetGet, set: targetSet, toggle: targetToggle, clear: targetClear }[
     action as TargetAction
   ]
-  try {
-    return await run(
+  return withConsul(config, token, (client) =>
+    run(
       {
         config,
         client,
@@ -178,12 +173,8 @@ async function target(argv: readonly string[], env: Env): Promise<number> {
       },
       service,
       values as FlagValues,
-    )
-  } catch (err) {
-    throw withConsulHint(err, config)
-  } finally {
-    await client.close()
-  }
+    ),
+  )
 }
 
 /** `rollout <service> --to V` starts one; `rollout status|pause|resume|abort <service>` acts on it. */
@@ -208,15 +199,14 @@ async function rollout(argv: readonly string[], env: Env): Promise<number> {
   )
   const service = positionals[0] as string
   const { config, token } = readConfig(rest, env, flags)
-  const client = consulClientFor(config, token)
-  const ctx = {
-    config,
-    client,
-    out: (line: string) => process.stdout.write(`${line}\n`),
-    err: (line: string) => process.stderr.write(`${line}\n`),
-    configArgs: configArgs(values),
-  }
-  try {
+  return withConsul(config, token, async (client) => {
+    const ctx = {
+      config,
+      client,
+      out: (line: string) => process.stdout.write(`${line}\n`),
+      err: (line: string) => process.stderr.write(`${line}\n`),
+      configArgs: configArgs(values),
+    }
     switch (action) {
       case 'start':
         return await rolloutStart(ctx, service, values as FlagValues)
@@ -229,11 +219,7 @@ async function rollout(argv: readonly string[], env: Env): Promise<number> {
       case 'abort':
         return await rolloutAbort(ctx, service)
     }
-  } catch (err) {
-    throw withConsulHint(err, config)
-  } finally {
-    await client.close()
-  }
+  })
 }
 
 async function healthcheck(argv: readonly string[], env: Env): Promise<number> {
@@ -252,6 +238,22 @@ async function healthcheck(argv: readonly string[], env: Env): Promise<number> {
     return res.ok ? 0 : 1
   } catch {
     return 1
+  }
+}
+
+/** Runs a one-shot command with a Consul client, closed after; its Consul errors get withConsulHint's hint. */
+async function withConsul<T>(
+  config: ResolvedConfig,
+  token: string,
+  use: (client: ConsulClient) => Promise<T>,
+): Promise<T> {
+  const client = consulClientFor(config, token)
+  try {
+    return await use(client)
+  } catch (err) {
+    throw withConsulHint(err, config)
+  } finally {
+    await client.close()
   }
 }
 

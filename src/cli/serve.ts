@@ -386,18 +386,22 @@ async function openProxyListener(
   if (!REUSE_PORT) return listen(listener.server, at)
   // With SO_REUSEPORT a second proxy started on a port in use would share it
   // silently: one process on its own must find the port free.
-  if (!shared && at.port !== 0) await assertPortFree(at)
+  if (!shared && at.port !== 0) await probePort(at)
   const url = await listen(listener.server, at, true)
   const port = Number(new URL(url).port)
   for (let i = 1; i < ACCEPT_SOCKETS; i++) await listen(listener.addAcceptor(), { host: at.host, port }, true)
   return url
 }
 
-/** Fails with SWY_ERR_LISTEN when any socket, SO_REUSEPORT or not, holds `at`. */
-export async function assertPortFree(at: { host: string; port: number }): Promise<void> {
+/**
+ * Binds `at` once and lets go: the port that was bound (a free one for port 0),
+ * or SWY_ERR_LISTEN when any socket, SO_REUSEPORT or not, holds it.
+ */
+export async function probePort(at: { host: string; port: number }): Promise<number> {
   const probe = createNetServer()
-  await listen(probe, at)
+  const url = await listen(probe, at)
   await new Promise((resolve) => probe.close(resolve))
+  return Number(new URL(url).port)
 }
 
 /**

@@ -22,14 +22,17 @@ interface Seen {
   readonly results: (number | string)[]
 }
 
-async function pair(): Promise<{ server: Server; accepted: Socket; client: Socket }> {
+/** A connected loopback pair, closed after the test. */
+async function pair(): Promise<{ accepted: Socket; client: Socket }> {
   const server = createServer()
+  servers.push(server)
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
   const client = connect((server.address() as AddressInfo).port, '127.0.0.1')
   const [accepted] = (await once(server, 'connection')) as [Socket]
   await once(client, 'connect')
-  return { server, accepted, client }
+  sockets.push(accepted, client)
+  return { accepted, client }
 }
 
 /** A request parser reading `socket` through a SocketReader; what it sees is recorded. */
@@ -73,9 +76,7 @@ afterEach(() => {
 
 describe('SocketReader: the parser reads the socket itself', () => {
   it('parses what arrives without a single data event', async () => {
-    const { server, accepted, client } = await pair()
-    servers.push(server)
-    sockets.push(accepted, client)
+    const { accepted, client } = await pair()
     const { reader, seen } = reading(accepted)
     expect(reader.direct).toBe(true)
     client.write('GET /one HTTP/1.1\r\nHost: a\r\n\r\nGET /two HTTP/1.1\r\nHost: a\r\n\r\n')
@@ -87,9 +88,7 @@ describe('SocketReader: the parser reads the socket itself', () => {
   })
 
   it('stops reading while paused and goes on after resume', async () => {
-    const { server, accepted, client } = await pair()
-    servers.push(server)
-    sockets.push(accepted, client)
+    const { accepted, client } = await pair()
     const { reader, seen } = reading(accepted)
     reader.pause()
     expect(reader.paused).toBe(true)
@@ -104,9 +103,7 @@ describe('SocketReader: the parser reads the socket itself', () => {
   })
 
   it('after release, bytes come as data events and the parser sees none', async () => {
-    const { server, accepted, client } = await pair()
-    servers.push(server)
-    sockets.push(accepted, client)
+    const { accepted, client } = await pair()
     const { reader, seen } = reading(accepted)
     client.write('GET /first HTTP/1.1\r\nHost: a\r\n\r\n')
     await until(() => seen.urls.length === 1, 'the first request')
@@ -119,9 +116,7 @@ describe('SocketReader: the parser reads the socket itself', () => {
   })
 
   it('released while paused, reading restarts on resume', async () => {
-    const { server, accepted, client } = await pair()
-    servers.push(server)
-    sockets.push(accepted, client)
+    const { accepted, client } = await pair()
     const { reader, seen } = reading(accepted)
     reader.pause()
     reader.release()
@@ -186,9 +181,7 @@ describe('SocketReader: the parser reads the socket itself', () => {
   })
 
   it('reports the end of input as the socket end event', async () => {
-    const { server, accepted, client } = await pair()
-    servers.push(server)
-    sockets.push(accepted, client)
+    const { accepted, client } = await pair()
     const { seen } = reading(accepted)
     const ended = once(accepted, 'end')
     client.end('GET /last HTTP/1.1\r\nHost: a\r\n\r\n')
