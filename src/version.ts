@@ -4,7 +4,7 @@
 // else (the clone, the npm tarball, the image) package.json is one folder up
 // from this module, in src/ and in dist/ alike.
 
-import { readFileSync } from 'node:fs'
+const { readFileSync } = process.getBuiltinModule('node:fs')
 
 declare const SWITCHYARD_BUNDLED_VERSION: string | undefined
 

@@ -1,8 +1,7 @@
 // The admin listener: liveness, readiness, metrics, JSON views and the status
 // page, kept apart from the proxy port and on loopback by default.
 
-import { randomBytes } from 'node:crypto'
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import FindMyWay from 'find-my-way'
 import { type Clock, systemClock } from '../clock.js'
 import type { Logger } from '../log.js'
@@ -14,6 +13,9 @@ import { renderStatusPage } from './status-page.js'
 import { VersionTraffic, type VersionTrafficView } from './version-traffic.js'
 import { readiness, routesView, targetsView, watchesView } from './views.js'
 
+const { randomBytes } = process.getBuiltinModule('node:crypto')
+const { createServer } = process.getBuiltinModule('node:http')
+
 export interface AdminOptions {
   readonly store: TableStore
   readonly status: () => SyncStatus
@@ -21,7 +23,7 @@ export interface AdminOptions {
   /** The effective configuration with secrets already removed. */
   readonly config: unknown
   /** Prometheus exposition for /metrics; without it /metrics answers 404. */
-  readonly metrics?: () => Promise<{ contentType: string; body: string }>
+  readonly metrics?: () => Promise<{ contentType: string; body: string | readonly Uint8Array[] }>
   readonly log?: Logger
   readonly clock?: Clock
   /** TLS certificates served and set aside; without it /api/certificates lists none. */
@@ -134,14 +136,18 @@ function send(
   res: ServerResponse,
   status: number,
   contentType: string,
-  text: string,
+  body: string | readonly Uint8Array[],
   headers: Record<string, string> = {},
 ): void {
   res.writeHead(status, {
     ...headers,
     'content-type': contentType,
-    'content-length': Buffer.byteLength(text),
+    'content-length':
+      typeof body === 'string' ? Buffer.byteLength(body) : body.reduce((n, chunk) => n + chunk.byteLength, 0),
     'cache-control': 'no-store',
   })
-  res.end(text)
+  if (typeof body === 'string') return void res.end(body)
+  res.cork()
+  for (const chunk of body) res.write(chunk)
+  res.end()
 }

@@ -6,6 +6,7 @@
 // canary wants; a proxy nobody looks at reads nothing.
 
 import { type Clock, systemClock } from '../clock.js'
+import { expositionText } from '../metrics/families.js'
 import {
   parsePrometheusText,
   summarize,
@@ -52,13 +53,13 @@ const MIN_WINDOW_MS = 4_000
 const FRESH_MS = 1_000
 
 export class VersionTraffic {
-  private readonly metrics: () => Promise<{ body: string }>
+  private readonly metrics: () => Promise<{ body: string | readonly Uint8Array[] }>
   private readonly clock: Clock
   private readings: { at: number; traffic: TrafficByVersion }[] = []
   private timer: NodeJS.Timeout | null = null
   private lastViewAt = 0
 
-  constructor(metrics: () => Promise<{ body: string }>, clock: Clock = systemClock) {
+  constructor(metrics: () => Promise<{ body: string | readonly Uint8Array[] }>, clock: Clock = systemClock) {
     this.metrics = metrics
     this.clock = clock
   }
@@ -125,7 +126,7 @@ export class VersionTraffic {
     const fresh = this.latest
     if (fresh !== null && this.clock.now() - fresh.at < FRESH_MS) return fresh.traffic
     const traffic = trafficByVersion(
-      parsePrometheusText((await this.metrics()).body, VERSION_TRAFFIC_METRICS),
+      parsePrometheusText(expositionText((await this.metrics()).body), VERSION_TRAFFIC_METRICS),
     )
     const now = this.clock.now()
     this.latest = { at: now, traffic }

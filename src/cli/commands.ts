@@ -1,7 +1,6 @@
 // The `switchyard` commands. Wiring only: parse, load config, call into the
 // modules, print. Loaded by main.ts in every process but a proxy worker.
 
-import { readFileSync } from 'node:fs'
 import {
   type CommandFlags,
   type ConfigFile,
@@ -41,6 +40,8 @@ import {
 } from './target.js'
 import { resolveToken } from './token.js'
 import { COMMAND_HELP, configArgs, distance, GENERAL_HELP, parseCommandLine } from './usage.js'
+
+const { readFileSync } = process.getBuiltinModule('node:fs')
 
 const COMMANDS: Readonly<Record<string, (argv: readonly string[], env: Env) => Promise<number>>> = {
   serve,

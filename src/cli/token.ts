@@ -1,6 +1,7 @@
-import { readFileSync } from 'node:fs'
 import { type ResolvedConfig, sourceOf } from '../config/load.js'
 import { TokenFileError } from '../errors.js'
+
+const { readFileSync } = process.getBuiltinModule('node:fs')
 
 /**
  * The ACL token to use. As in Consul's own client, a token file wins over a

@@ -2,9 +2,10 @@
 // a command line that cannot run: each names what is wrong and how to fix it,
 // instead of node:util parseArgs' own wording.
 
-import { parseArgs } from 'node:util'
 import { CONFIG_FLAGS, type CommandFlags, type FlagValues } from '../config/load.js'
 import { UsageError } from '../errors.js'
+
+const { parseArgs } = process.getBuiltinModule('node:util')
 
 export const CONFIG_HELP = `config flags (override the file and the environment):
   --config <file>            YAML config file (env SWITCHYARD_CONFIG; default: none, built-in defaults)

@@ -3,11 +3,12 @@
 // agent-side shell just works), command-line flags. Any bad value throws a
 // ConfigError that names the field, and the CLI exits 2.
 
-import { parseArgs } from 'node:util'
 import { parse as parseYaml } from 'yaml'
 import type { z } from 'zod'
 import { ConfigError } from '../errors.js'
 import { type Config, configSchema } from './schema.js'
+
+const { parseArgs } = process.getBuiltinModule('node:util')
 
 export type Env = Readonly<Record<string, string | undefined>>
 

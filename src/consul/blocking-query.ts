@@ -17,9 +17,10 @@
 // A response whose body did not change is not passed on (Consul wakes blocking
 // queries for writes that do not affect the result).
 
-import { createHash } from 'node:crypto'
 import { type Clock, systemClock } from '../clock.js'
 import type { RecoveryGroup } from './recovery.js'
+
+const { createHash } = process.getBuiltinModule('node:crypto')
 
 export interface BlockingQueryOptions<T> {
   /** For logs and metrics, e.g. `health:web`. */

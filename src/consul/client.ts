@@ -8,10 +8,12 @@
 // per process once used, for a few requests a second; node:http's parser is
 // already in the binary (bench/results/memory.md).
 
-import { readFileSync } from 'node:fs'
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http'
+import type { IncomingMessage } from 'node:http'
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
 import { ConsulHttpError, ConsulPermissionError, ConsulUnreachableError } from '../errors.js'
+
+const { readFileSync } = process.getBuiltinModule('node:fs')
+const { Agent: HttpAgent, request: httpRequest } = process.getBuiltinModule('node:http')
 
 export interface ConsulTls {
   /** PEM file paths, as CONSUL_CACERT / CONSUL_CLIENT_CERT / CONSUL_CLIENT_KEY name them. */
@@ -46,7 +48,7 @@ export class ConsulClient {
   private readonly token: string
   private readonly datacenter: string
   private readonly url: URL
-  private readonly agent: HttpAgent
+  private readonly agent: InstanceType<typeof HttpAgent>
   private readonly request: typeof httpRequest
 
   constructor(options: ConsulClientOptions) {

@@ -1,47 +1,47 @@
-// Prometheus metrics (prom-client), one registry per Switchyard instance.
+// Prometheus metrics, one set per Switchyard instance.
 //
 // Three sources, three update rules:
 //   - per request: RequestCounters cells on the hot path, read at scrape time;
-//   - per table swap: gauges that describe the table (instances per route and
-//     version, target readiness) are rebuilt from the new table, which also
-//     deletes the series of whatever vanished;
+//   - per table swap: what describes the table (instances per route and
+//     version, target readiness) is counted from the new table, which also
+//     drops the series of whatever vanished;
 //   - per scrape: watch state and problems are read from TableSync.status().
+//
+// Families with a series per service, route or watch (thousands in a large
+// fleet) are written from those cells by families.ts; prom-client keeps the
+// few fixed ones (table build, swaps, problems, certificates) and Node's
+// process metrics.
 //
 // Several worker processes share one scrape through prom-client's
 // AggregatorRegistry: `json()` gives every metric in the form it aggregates,
 // per-request counters sum across workers, and gauges that describe the one
 // shared table use the `first` aggregator instead of adding up copies.
-//
-// The request duration histogram is not a prom-client Histogram: its buckets
-// are RequestCounters cells, and prom-client has no public way to set a
-// histogram's counts. It is written as the metric JSON that
-// getMetricsAsJSON() produces (for aggregate(), with several workers) and as
-// Prometheus text (for one process), next to the registry's own.
 
-import {
-  Counter,
-  collectDefaultMetrics,
-  Gauge,
-  Histogram,
-  type MetricObjectWithValues,
-  type MetricType,
-  type MetricValue,
-  Registry,
-} from 'prom-client'
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 import type { ProxyObserver } from '../proxy/observer.js'
 import type { RouteTable } from '../routing/types.js'
 import type { TableStore } from '../table/store.js'
 import type { SyncStatus } from '../table/sync.js'
 import type { CertificateReport } from '../tls/store.js'
 import {
+  exposition,
+  extraLabel,
+  type Family,
+  familyJson,
+  histogramSamples,
+  type Labels,
+  type MetricJson,
+} from './families.js'
+import {
   ALWAYS_REPORTED_CLASSES,
   DURATION_BUCKETS,
-  type DurationSeries,
   type EventCount,
   RequestCounters,
   STATUS_CLASSES,
   UPSTREAM_ERROR_REASONS,
 } from './request-counters.js'
+
+export type { MetricJson } from './families.js'
 
 export interface MetricsOptions {
   readonly store: TableStore
@@ -52,131 +52,202 @@ export interface MetricsOptions {
   readonly certificates?: () => CertificateReport
 }
 
-export type MetricJson = MetricObjectWithValues<MetricValue<string> & { metricName?: string }>
-
-/** The request duration histograms, written from RequestCounters cells (see cellHistogram). */
-export const REQUEST_DURATION = {
+const REQUEST_DURATION = {
   name: 'switchyard_request_duration_seconds',
   help: 'Time from the request arriving to the response ending, by service and route.',
   labelNames: ['service', 'route'],
 } as const
 
-export const VERSION_REQUEST_DURATION = {
+const VERSION_REQUEST_DURATION = {
   name: 'switchyard_version_request_duration_seconds',
   help: 'Time from the request arriving to the response ending, by service and instance version over all routes: what a canary is compared on.',
   labelNames: ['service', 'version'],
 } as const
 
-/** The cells of one label set of a histogram kept in RequestCounters. */
-type CellSeries = Pick<DurationSeries, 'buckets' | 'sum' | 'count'>
+const STATUS_CLASS_LABELS = STATUS_CLASSES.map((c) => extraLabel('status_class', c))
+const REASON_LABELS = UPSTREAM_ERROR_REASONS.map((r) => extraLabel('reason', r))
 
 const TABLE_BUILD_BUCKETS = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1]
+
+/** Instances of one service on one route with one version, as of the last swap. */
+interface InstanceCount {
+  readonly labels: Labels
+  healthy: number
+  serving: number
+}
 
 export class SwitchyardMetrics {
   readonly registry = new Registry()
   readonly counters = new RequestCounters()
+  /** The families written from cells, in the order they are exposed (before the registry's). */
+  readonly families: readonly Family[]
   /** Feeds the request counters; cheap enough to stay on for every request. */
   readonly observer: ProxyObserver
   private readonly tableBuild: Histogram<'changed'>
   private readonly swaps: Counter
   private readonly generation: Gauge
-  private readonly instancesHealthy: Gauge<'service' | 'route' | 'version'>
-  private readonly instancesServing: Gauge<'service' | 'route' | 'version'>
-  private readonly targetReady: Gauge<'service'>
+  private instances: InstanceCount[] = []
 
   constructor(options: MetricsOptions) {
     const { registry, counters } = this
     const registers = [registry]
-    const { status, certificates } = options
+    const { status, certificates, store } = options
 
-    new Counter({
-      name: 'switchyard_requests_total',
-      help: 'Requests answered, by service, route, instance version and status class (2xx, 4xx, 5xx reported from 0). Requests that matched no route have empty labels, once there are any.',
-      labelNames: ['service', 'route', 'version', 'status_class'],
-      registers,
-      collect() {
-        this.reset()
-        for (const s of counters.requestSeries()) {
-          const unrouted = counters.isUnrouted(s)
-          s.byClass.forEach((n, i) => {
-            if (n > 0 || (!unrouted && ALWAYS_REPORTED_CLASSES.has(i))) {
-              const labels = { service: s.service, route: s.route, version: s.version }
-              this.inc({ ...labels, status_class: STATUS_CLASSES[i] as string }, n)
+    const events = (
+      name: string,
+      help: string,
+      labelNames: string[],
+      counts: () => Iterable<EventCount>,
+    ): Family => ({
+      name,
+      help,
+      type: 'counter',
+      labelNames,
+      aggregator: 'sum',
+      samples: (emit) => {
+        for (const c of counts()) emit(name, c.labels, c.n)
+      },
+    })
+    const requests = 'switchyard_requests_total'
+    const upstreamErrors = 'switchyard_upstream_errors_total'
+    const watchErrors = 'switchyard_consul_watch_errors_total'
+    const watchSuccess = 'switchyard_consul_watch_last_success_timestamp_seconds'
+    const healthy = 'switchyard_route_instances_healthy'
+    const serving = 'switchyard_route_instances_serving'
+    const targetReady = 'switchyard_target_ready'
+    this.families = [
+      {
+        name: requests,
+        help: 'Requests answered, by service, route, instance version and status class (2xx, 4xx, 5xx reported from 0). Requests that matched no route have empty labels, once there are any.',
+        type: 'counter',
+        labelNames: ['service', 'route', 'version', 'status_class'],
+        aggregator: 'sum',
+        samples: (emit) => {
+          for (const s of counters.requestSeries()) {
+            const unrouted = counters.isUnrouted(s)
+            const labels = { service: s.service, route: s.route, version: s.version }
+            for (let i = 0; i < s.byClass.length; i++) {
+              const n = s.byClass[i] as number
+              if (n > 0 || (!unrouted && ALWAYS_REPORTED_CLASSES.has(i)))
+                emit(requests, labels, n, STATUS_CLASS_LABELS[i])
             }
-          })
-        }
-      },
-    })
-    new Counter({
-      name: 'switchyard_upstream_errors_total',
-      help: 'Failed exchanges with an instance, by service and reason (connect, timeout, reset, busy: no free connection).',
-      labelNames: ['service', 'reason'],
-      registers,
-      collect() {
-        this.reset()
-        for (const e of counters.errorSeries()) {
-          e.byReason.forEach((n, i) => {
-            this.inc({ service: e.service, reason: UPSTREAM_ERROR_REASONS[i] as string }, n)
-          })
-        }
-      },
-    })
-
-    const events = (name: string, help: string, labelNames: string[], counts: () => Iterable<EventCount>) =>
-      new Counter({
-        name,
-        help,
-        labelNames,
-        registers,
-        collect() {
-          this.reset()
-          for (const c of counts()) this.inc(c.labels, c.n)
+          }
         },
-      })
-    events(
-      'switchyard_timeouts_total',
-      'Timeouts by kind: connect, response-headers, idle, queue (towards an instance of service), client-headers (a slow client; service "") and client-body (a stalled upload).',
-      ['service', 'kind'],
-      () => counters.timeoutCounts(),
-    )
-    events(
-      'switchyard_instance_ejections_total',
-      'Instances taken out by passive health after repeated connect failures, by service.',
-      ['service'],
-      () => counters.ejectionCounts(),
-    )
-    events(
-      'switchyard_grpc_responses_total',
-      'gRPC calls through routes with proto=grpc or grpcs, by service, route and the grpc-status they ended with.',
-      ['service', 'route', 'grpc_status'],
-      () => counters.grpcCounts(),
-    )
-    events(
-      'switchyard_rejected_requests_total',
-      'Requests refused before routing as malformed or hostile, by reason (they also count in switchyard_requests_total with empty labels).',
-      ['reason'],
-      () => counters.rejectionCounts(),
-    )
+      },
+      {
+        ...REQUEST_DURATION,
+        type: 'histogram',
+        aggregator: 'sum',
+        samples: histogramSamples(
+          REQUEST_DURATION.name,
+          DURATION_BUCKETS,
+          () => counters.durationSeries(),
+          (d) => ({ service: d.service, route: d.route }),
+        ),
+      },
+      {
+        ...VERSION_REQUEST_DURATION,
+        type: 'histogram',
+        aggregator: 'sum',
+        samples: histogramSamples(
+          VERSION_REQUEST_DURATION.name,
+          DURATION_BUCKETS,
+          () => counters.versionDurationSeries(),
+          (d) => ({ service: d.service, version: d.version }),
+        ),
+      },
+      {
+        name: upstreamErrors,
+        help: 'Failed exchanges with an instance, by service and reason (connect, timeout, reset, busy: no free connection).',
+        type: 'counter',
+        labelNames: ['service', 'reason'],
+        aggregator: 'sum',
+        samples: (emit) => {
+          for (const e of counters.errorSeries()) {
+            const labels = { service: e.service }
+            for (let i = 0; i < e.byReason.length; i++)
+              emit(upstreamErrors, labels, e.byReason[i] as number, REASON_LABELS[i])
+          }
+        },
+      },
+      events(
+        'switchyard_timeouts_total',
+        'Timeouts by kind: connect, response-headers, idle, queue (towards an instance of service), client-headers (a slow client; service "") and client-body (a stalled upload).',
+        ['service', 'kind'],
+        () => counters.timeoutCounts(),
+      ),
+      events(
+        'switchyard_instance_ejections_total',
+        'Instances taken out by passive health after repeated connect failures, by service.',
+        ['service'],
+        () => counters.ejectionCounts(),
+      ),
+      events(
+        'switchyard_grpc_responses_total',
+        'gRPC calls through routes with proto=grpc or grpcs, by service, route and the grpc-status they ended with.',
+        ['service', 'route', 'grpc_status'],
+        () => counters.grpcCounts(),
+      ),
+      events(
+        'switchyard_rejected_requests_total',
+        'Requests refused before routing as malformed or hostile, by reason (they also count in switchyard_requests_total with empty labels).',
+        ['reason'],
+        () => counters.rejectionCounts(),
+      ),
+      // What describes the one shared table: with several workers, the
+      // primary's value counts ('first'), copies are not added up.
+      {
+        name: healthy,
+        help: 'Instances on a route whose checks pass (serving or not), by service, route and version.',
+        type: 'gauge',
+        labelNames: ['service', 'route', 'version'],
+        aggregator: 'first',
+        samples: (emit) => {
+          for (const c of this.instances) emit(healthy, c.labels, c.healthy)
+        },
+      },
+      {
+        name: serving,
+        help: 'Instances on a route that get traffic: healthy, in the target state, weight above 0.',
+        type: 'gauge',
+        labelNames: ['service', 'route', 'version'],
+        aggregator: 'first',
+        samples: (emit) => {
+          for (const c of this.instances) emit(serving, c.labels, c.serving)
+        },
+      },
+      {
+        name: targetReady,
+        help: "1 when a service's desired target state is served, 0 while it waits for healthy instances.",
+        type: 'gauge',
+        labelNames: ['service'],
+        aggregator: 'first',
+        samples: (emit) => {
+          for (const t of store.current.targets) emit(targetReady, { service: t.service }, t.ready ? 1 : 0)
+        },
+      },
+      {
+        name: watchErrors,
+        help: 'Failed requests of a Consul watch (services, health:<service>, targets).',
+        type: 'counter',
+        labelNames: ['watch'],
+        aggregator: 'first',
+        samples: (emit) => {
+          for (const w of status().watches) emit(watchErrors, { watch: w.name }, w.errors)
+        },
+      },
+      {
+        name: watchSuccess,
+        help: 'When a Consul watch last got an answer (Unix time); 0 before its first.',
+        type: 'gauge',
+        labelNames: ['watch'],
+        aggregator: 'first',
+        samples: (emit) => {
+          for (const w of status().watches) emit(watchSuccess, { watch: w.name }, w.lastSuccessAt / 1000)
+        },
+      },
+    ]
 
-    // Gauges that describe the one shared table: with several workers, the
-    // primary's value counts ('first'), copies are not added up.
-    const perRouteVersion = (name: string, help: string) =>
-      new Gauge({ name, help, labelNames: ['service', 'route', 'version'], aggregator: 'first', registers })
-    this.instancesHealthy = perRouteVersion(
-      'switchyard_route_instances_healthy',
-      'Instances on a route whose checks pass (serving or not), by service, route and version.',
-    )
-    this.instancesServing = perRouteVersion(
-      'switchyard_route_instances_serving',
-      'Instances on a route that get traffic: healthy, in the target state, weight above 0.',
-    )
-    this.targetReady = new Gauge({
-      name: 'switchyard_target_ready',
-      help: "1 when a service's desired target state is served, 0 while it waits for healthy instances.",
-      labelNames: ['service'],
-      aggregator: 'first',
-      registers,
-    })
     this.generation = new Gauge({
       name: 'switchyard_table_generation',
       help: 'Generation of the routing table in use; 0 until the first table is built from Consul.',
@@ -198,28 +269,6 @@ export class SwitchyardMetrics {
       registers,
     })
 
-    new Counter({
-      name: 'switchyard_consul_watch_errors_total',
-      help: 'Failed requests of a Consul watch (services, health:<service>, targets).',
-      labelNames: ['watch'],
-      aggregator: 'first',
-      registers,
-      collect() {
-        this.reset()
-        for (const w of status().watches) this.inc({ watch: w.name }, w.errors)
-      },
-    })
-    new Gauge({
-      name: 'switchyard_consul_watch_last_success_timestamp_seconds',
-      help: 'When a Consul watch last got an answer (Unix time); 0 before its first.',
-      labelNames: ['watch'],
-      aggregator: 'first',
-      registers,
-      collect() {
-        this.reset()
-        for (const w of status().watches) this.set({ watch: w.name }, w.lastSuccessAt / 1000)
-      },
-    })
     new Gauge({
       name: 'switchyard_consul_stale_seconds',
       help: 'How long the oldest failing Consul watch has failed; 0 while all are current. /ready turns false above readiness.maxStale.',
@@ -284,115 +333,38 @@ export class SwitchyardMetrics {
 
   /** Every metric as prom-client's metric JSON, the form AggregatorRegistry.aggregate() adds up. */
   async json(): Promise<MetricJson[]> {
-    const [first, ...rest] = await this.registry.getMetricsAsJSON()
-    // Right after the request counts, where they were registered before the cells.
-    const cells = this.cellHistograms()
-    return first === undefined ? cells : [first, ...cells, ...rest]
+    return [...this.families.map(familyJson), ...((await this.registry.getMetricsAsJSON()) as MetricJson[])]
   }
 
   /** Prometheus text exposition of every metric. */
-  async text(): Promise<{ contentType: string; body: string }> {
-    const body = `${await this.registry.metrics()}\n${this.cellHistograms().map(exposition).join('')}`
+  async text(): Promise<{ contentType: string; body: Buffer[] }> {
+    const body = exposition(this.families, await this.registry.metrics())
     return { contentType: this.registry.contentType, body }
-  }
-
-  /** The duration histograms kept in RequestCounters cells: by route, and by version. */
-  private cellHistograms(): MetricJson[] {
-    return [
-      cellHistogram(REQUEST_DURATION, this.counters.durationSeries(), (d) => ({
-        service: d.service,
-        route: d.route,
-      })),
-      cellHistogram(VERSION_REQUEST_DURATION, this.counters.versionDurationSeries(), (d) => ({
-        service: d.service,
-        version: d.version,
-      })),
-    ]
   }
 
   private onSwap(table: RouteTable, swapped: boolean): void {
     this.counters.retain(table)
     if (swapped) this.swaps.inc()
     this.generation.set(table.generation)
-
-    const healthy = new Map<string, { labels: Record<'service' | 'route' | 'version', string>; n: number }>()
-    const serving = new Map<string, number>()
+    const counts = new Map<string, InstanceCount>()
     for (const route of table.routes) {
-      for (const t of [...route.backends, ...route.idle]) {
-        const key = `${t.service}\0${route.id}\0${t.version}`
-        const entry = healthy.get(key) ?? {
-          labels: { service: t.service, route: route.id, version: t.version },
-          n: 0,
+      for (const list of [route.backends, route.idle]) {
+        for (const t of list) {
+          const key = `${t.service}\0${route.id}\0${t.version}`
+          let count = counts.get(key)
+          if (count === undefined) {
+            count = {
+              labels: { service: t.service, route: route.id, version: t.version },
+              healthy: 0,
+              serving: 0,
+            }
+            counts.set(key, count)
+          }
+          if (t.state !== 'unhealthy' && t.state !== 'maintenance') count.healthy += 1
+          if (t.state === 'serving') count.serving += 1
         }
-        if (t.state !== 'unhealthy' && t.state !== 'maintenance') entry.n += 1
-        healthy.set(key, entry)
-        if (t.state === 'serving') serving.set(key, (serving.get(key) ?? 0) + 1)
       }
     }
-    this.instancesHealthy.reset()
-    this.instancesServing.reset()
-    for (const [key, { labels, n }] of healthy) {
-      this.instancesHealthy.set(labels, n)
-      this.instancesServing.set(labels, serving.get(key) ?? 0)
-    }
-    this.targetReady.reset()
-    for (const s of table.targets) this.targetReady.set({ service: s.service }, s.ready ? 1 : 0)
+    this.instances = [...counts.values()]
   }
-}
-
-/** A histogram as prom-client's metric JSON, from cells of per-bucket (not cumulative) counts. */
-function cellHistogram<S extends CellSeries>(
-  meta: { readonly name: string; readonly help: string },
-  series: Iterable<S>,
-  labelsOf: (series: S) => Record<string, string>,
-): MetricJson {
-  const { name, help } = meta
-  const values: MetricJson['values'] = []
-  for (const d of series) {
-    const labels = labelsOf(d)
-    let cumulative = 0
-    DURATION_BUCKETS.forEach((le, i) => {
-      cumulative += d.buckets[i] ?? 0
-      values.push({ value: cumulative, labels: { ...labels, le }, metricName: `${name}_bucket` })
-    })
-    values.push({ value: d.count, labels: { ...labels, le: '+Inf' }, metricName: `${name}_bucket` })
-    values.push({ value: d.sum, labels, metricName: `${name}_sum` })
-    values.push({ value: d.count, labels, metricName: `${name}_count` })
-  }
-  return {
-    name,
-    help,
-    // prom-client's typings declare MetricType as a numeric enum; its JSON carries the type's name.
-    type: 'histogram' as unknown as MetricType,
-    aggregator: 'sum',
-    collect: () => {},
-    values,
-  }
-}
-
-/** One metric in the Prometheus text format (version 0.0.4), ending with a newline. */
-function exposition(metric: MetricJson): string {
-  const lines = [`# HELP ${metric.name} ${escapeHelp(metric.help)}`, `# TYPE ${metric.name} ${metric.type}`]
-  for (const v of metric.values) {
-    const labels = Object.entries(v.labels)
-      .map(([k, value]) => `${k}="${escapeLabel(String(value))}"`)
-      .join(',')
-    lines.push(`${v.metricName ?? metric.name}${labels === '' ? '' : `{${labels}}`} ${formatValue(v.value)}`)
-  }
-  return `${lines.join('\n')}\n`
-}
-
-function escapeHelp(text: string): string {
-  return text.replaceAll('\\', '\\\\').replaceAll('\n', '\\n')
-}
-
-function escapeLabel(text: string): string {
-  return text.replaceAll('\\', '\\\\').replaceAll('"', '\\"').replaceAll('\n', '\\n')
-}
-
-function formatValue(value: number): string {
-  if (Number.isNaN(value)) return 'NaN'
-  if (value === Number.POSITIVE_INFINITY) return '+Inf'
-  if (value === Number.NEGATIVE_INFINITY) return '-Inf'
-  return String(value)
 }

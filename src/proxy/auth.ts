@@ -11,12 +11,13 @@
 // (as a digest, never the password) until the file changes, so a client that
 // sends the same credentials on every request pays the cost once.
 
-import { createHash, timingSafeEqual } from 'node:crypto'
-import { readFileSync } from 'node:fs'
 import apacheMd5 from 'apache-md5'
 import bcrypt from 'bcryptjs'
 import { verify as verifyShaCrypt } from 'unixcrypt'
 import { ConfigError } from '../errors.js'
+
+const { createHash, timingSafeEqual } = process.getBuiltinModule('node:crypto')
+const { readFileSync } = process.getBuiltinModule('node:fs')
 
 // A CommonJS function export whose typings declare an ES default export: as
 // imported by Node (and by the single executable's bundle) the default is the

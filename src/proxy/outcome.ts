@@ -1,9 +1,10 @@
 // Pieces of how a request ends that every listener shares: the path an
 // instance receives, and the plain-text body of Switchyard's own error answers.
 
-import { STATUS_CODES } from 'node:http'
 import type { ErrorCode } from '../errors.js'
 import type { Backend } from '../routing/types.js'
+
+const { STATUS_CODES } = process.getBuiltinModule('node:http')
 
 /** Path for the upstream after `strip=` and `prepend=`, and the prefix removed. */
 export function upstreamPath(backend: Backend, path: string): { path: string; prefix: string } {

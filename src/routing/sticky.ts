@@ -10,10 +10,11 @@
 // worker process, must hold the same keys: a cookie one signed, another must
 // accept. The file is read again when it changes, like the htpasswd files.
 
-import { createHmac, timingSafeEqual } from 'node:crypto'
-import { readFileSync } from 'node:fs'
 import { ConfigError } from '../errors.js'
 import { STICKY_BUCKETS } from './variants.js'
+
+const { createHmac, timingSafeEqual } = process.getBuiltinModule('node:crypto')
+const { readFileSync } = process.getBuiltinModule('node:fs')
 
 /** Fewer characters than this is too guessable to sign with. */
 export const MIN_KEY_LENGTH = 32

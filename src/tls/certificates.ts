@@ -7,8 +7,11 @@
 // file or key and the reason, and every other entry is still served (Fabio
 // refused all certificates when one was bad: fabio#941).
 
-import { createHash, createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto'
+import type { KeyObject } from 'node:crypto'
 import type { Problem } from '../routing/types.js'
+
+const { createHash, createPrivateKey, X509Certificate } = process.getBuiltinModule('node:crypto')
+type X509Certificate = InstanceType<typeof X509Certificate>
 
 export type CertificateSource = 'file' | 'consul'
 

@@ -10,7 +10,7 @@
 // is read through the same blocking-query loop as every other watch, with the
 // proxy's read-only token.
 
-import { type FSWatcher, watch } from 'node:fs'
+import type { FSWatcher } from 'node:fs'
 import { readdir, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { BlockingQueryState } from '../consul/blocking-query.js'
@@ -20,6 +20,8 @@ import type { Logger } from '../log.js'
 import type { Problem } from '../routing/types.js'
 import type { CertificateEntry } from './certificates.js'
 import type { CertificateReport, CertificateStore } from './store.js'
+
+const { watch } = process.getBuiltinModule('node:fs')
 
 export interface CertificateSourcesOptions {
   /** Directory of `*.pem` files (`tls.certificates.dir`); '' = none. */

@@ -6,7 +6,6 @@
 // with one assignment, so a handshake in progress keeps the context it got,
 // and open connections are never touched.
 
-import { randomBytes } from 'node:crypto'
 import { createSecureContext, type SecureContext, type TlsOptions } from 'node:tls'
 import { type Clock, systemClock } from '../clock.js'
 import type { Logger } from '../log.js'
@@ -22,6 +21,8 @@ import {
   type ParsedCertificate,
 } from './certificates.js'
 import { tlsServerOptions } from './server-options.js'
+
+const { randomBytes } = process.getBuiltinModule('node:crypto')
 
 /** How every TLS context is built, and which certificate is the default. */
 export interface TlsSettings {

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { parse } from 'yaml'
-import { REQUEST_DURATION, SwitchyardMetrics, VERSION_REQUEST_DURATION } from '../../src/metrics/metrics.js'
+import { SwitchyardMetrics } from '../../src/metrics/metrics.js'
 import { TableStore } from '../../src/table/store.js'
 import type { SyncStatus } from '../../src/table/sync.js'
 
@@ -19,9 +19,7 @@ const families = new Map([
     const { name, type, labelNames } = m as unknown as { name: string; type: string; labelNames: string[] }
     return [name, { type, labels: [...labelNames].sort() }] as const
   }),
-  ...[REQUEST_DURATION, VERSION_REQUEST_DURATION].map(
-    (h) => [h.name, { type: 'histogram', labels: [...h.labelNames].sort() }] as const,
-  ),
+  ...metrics.families.map((f) => [f.name, { type: f.type, labels: [...f.labelNames].sort() }] as const),
 ])
 
 /** Metric names in a PromQL expression that exist as a family, or a histogram's series of one. */

@@ -4,6 +4,7 @@
 import { AggregatorRegistry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
 import { accessLogLine } from '../../src/metrics/access-log.js'
+import { expositionText } from '../../src/metrics/families.js'
 import { SwitchyardMetrics } from '../../src/metrics/metrics.js'
 import { combineObservers } from '../../src/metrics/observers.js'
 import { DURATION_BUCKETS, RequestCounters } from '../../src/metrics/request-counters.js'
@@ -225,7 +226,7 @@ describe('SwitchyardMetrics', () => {
     const store = new TableStore()
     const metrics = new SwitchyardMetrics({ store, status: () => stubStatus(), defaultMetrics: false })
     swap(store, build([old1, cart]))
-    const m = parsePrometheusText((await metrics.text()).body)
+    const m = parsePrometheusText(expositionText((await metrics.text()).body))
     for (const service of ['shop', 'cart']) {
       for (const reason of ['connect', 'timeout', 'reset'])
         expect(sampleValue(m, 'switchyard_upstream_errors_total', { service, reason })).toBe(0)
@@ -244,7 +245,7 @@ describe('SwitchyardMetrics', () => {
 
     // Requests that matched no route do get their (empty-labelled) series, once there are some.
     metrics.observer.request(null, null, 404, 0.001, requestHead('/'))
-    const after = parsePrometheusText((await metrics.text()).body)
+    const after = parsePrometheusText(expositionText((await metrics.text()).body))
     expect(sampleValue(after, 'switchyard_requests_total', { route: '', status_class: '4xx' })).toBe(1)
     expect(samplesOf(after, 'switchyard_requests_total', { route: '', status_class: '5xx' })).toEqual([])
     expect(sampleValue(after, 'switchyard_request_duration_seconds_count', { route: '' })).toBe(1)
@@ -262,7 +263,7 @@ describe('SwitchyardMetrics', () => {
 
     const { contentType, body } = await metrics.text()
     expect(contentType).toBe('text/plain; version=0.0.4; charset=utf-8')
-    const m = parsePrometheusText(body)
+    const m = parsePrometheusText(expositionText(body))
     const shopLabels = { service: 'shop', route: '/shop' }
     expect(
       sampleValue(m, 'switchyard_requests_total', { ...shopLabels, version: '1.6.0', status_class: '2xx' }),
@@ -298,7 +299,7 @@ describe('SwitchyardMetrics', () => {
     metrics.observer.passiveHealth?.(targetOf(shop, '1.6.0'), true, 5000)
     metrics.observer.passiveHealth?.(targetOf(shop, '1.6.0'), false, 0)
     metrics.observer.rejected?.('host', 400)
-    const after = parsePrometheusText((await metrics.text()).body)
+    const after = parsePrometheusText(expositionText((await metrics.text()).body))
     expect(
       sampleValue(after, 'switchyard_timeouts_total', { service: 'shop', kind: 'response-headers' }),
     ).toBe(1)
@@ -312,7 +313,7 @@ describe('SwitchyardMetrics', () => {
     const first = build([old1, new1, cart])
     swap(store, first)
     swap(store, build([new1], first))
-    const m = parsePrometheusText((await metrics.text()).body)
+    const m = parsePrometheusText(expositionText((await metrics.text()).body))
     expect(samplesOf(m, 'switchyard_route_instances_healthy').map((s) => s.labels)).toEqual([
       { service: 'shop', route: '/shop', version: '1.6.0' },
     ])
@@ -332,7 +333,7 @@ describe('SwitchyardMetrics', () => {
     })
     const metrics = new SwitchyardMetrics({ store, status: () => status, defaultMetrics: false })
     swap(store, build([instance('bad', ['urlprefix-/a strip=x', 'urlprefix-/b nope=1'])]))
-    const m = parsePrometheusText((await metrics.text()).body)
+    const m = parsePrometheusText(expositionText((await metrics.text()).body))
     expect(sampleValue(m, 'switchyard_problems', { code: 'SWY_ERR_CONSUL_UNREACHABLE' })).toBe(1)
     expect(sampleValue(m, 'switchyard_problems', { code: 'SWY_ERR_TAG_SYNTAX' })).toBe(1)
     expect(sampleValue(m, 'switchyard_problems', { code: 'SWY_ERR_TAG_OPTION' })).toBe(1)

@@ -2,6 +2,7 @@
 // status page shows and what `switchyard rollout` checks a step against.
 
 import { describe, expect, it, vi } from 'vitest'
+import { expositionText } from '../../src/metrics/families.js'
 import { SwitchyardMetrics } from '../../src/metrics/metrics.js'
 import {
   addTraffic,
@@ -82,7 +83,8 @@ describe('per-version traffic from the metrics of a real table', () => {
     route(id).backends.find((b) => b.version === version) as Route['backends'][number]
 
   it('adds up routes per version, counts 5xx as errors and estimates p99 from the version histogram', async () => {
-    const read = async () => trafficByVersion(parsePrometheusText((await metrics.text()).body), 'web')
+    const read = async () =>
+      trafficByVersion(parsePrometheusText(expositionText((await metrics.text()).body)), 'web')
     const before = await read()
     for (let i = 0; i < 95; i++)
       metrics.observer.request(route('/web'), backend('/web', '1.7.0'), 200, 0.01, null as never)
@@ -109,7 +111,7 @@ describe('per-version traffic from the metrics of a real table', () => {
     expect([...(after.get('web')?.keys() ?? [])].sort()).toEqual(['1.6.0', '1.7.0'])
 
     // The metrics trafficByVersion reads are all it needs.
-    const text = (await metrics.text()).body
+    const text = expositionText((await metrics.text()).body)
     expect(trafficByVersion(parsePrometheusText(text, VERSION_TRAFFIC_METRICS))).toEqual(
       trafficByVersion(parsePrometheusText(text)),
     )

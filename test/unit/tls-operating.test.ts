@@ -8,6 +8,7 @@ import { ProblemTracker } from '../../src/admin/problems.js'
 import { createAdminServer } from '../../src/admin/server.js'
 import { renderStatusPage } from '../../src/admin/status-page.js'
 import { readiness } from '../../src/admin/views.js'
+import { expositionText } from '../../src/metrics/families.js'
 import { SwitchyardMetrics } from '../../src/metrics/metrics.js'
 import { TableStore } from '../../src/table/store.js'
 import type { SyncStatus } from '../../src/table/sync.js'
@@ -63,7 +64,7 @@ describe('certificate metrics', () => {
       certificates: () => report,
     })
     const series = async () => {
-      const text = (await metrics.text()).body
+      const text = expositionText((await metrics.text()).body)
       return text.split('\n').filter((l) => /^switchyard_(certificate|problems)/.test(l))
     }
     const march = Date.parse('2030-03-01T00:00:00Z') / 1000

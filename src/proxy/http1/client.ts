@@ -14,7 +14,6 @@
 // head (408), the idle keep-alive time, the request body's idle time (408),
 // and a client that does not read its response.
 
-import { STATUS_CODES } from 'node:http'
 import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import type { Duplex } from 'node:stream'
@@ -38,6 +37,8 @@ import {
   SocketReader,
   STRICT,
 } from './llhttp.js'
+
+const { STATUS_CODES } = process.getBuiltinModule('node:http')
 
 export interface ClientLimits {
   /** Request line and header fields, in bytes (431 above). */
