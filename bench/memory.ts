@@ -5,7 +5,11 @@
 //              is served and Consul is quiet;
 //   workers    the same with `--workers 2`: RSS of the whole process tree;
 //   fleet      1,000 services x 10 instances (the scale section's fleet),
-//              `--workers 1`, the same measurements;
+//              `--workers 1`, the same measurements, then again after
+//              SCRAPED_MS of /metrics scrapes every SCRAPE_INTERVAL_MS, as
+//              Prometheus would read it (a scrape at 1,000 services is 3.7 MB
+//              of text, and what it leaves behind decides whether V8 ever
+//              sees the process as idle and gives memory back);
 //   handoff    at 1,000 x 10, in this process: the bytes a worker receives for
 //              one instance's health change and the time to decode and apply
 //              them, whole table (structured clone, as before) vs delta.
@@ -34,8 +38,10 @@ const NODE_ARGS: readonly string[] =
     : process.env.SWITCHYARD_NODE_ARGS.split(' ').filter((a) => a !== '')
 const TMP = new URL('./results/tmp/memory/', import.meta.url).pathname
 
-interface ProcessMemory {
-  readonly case: string
+const SCRAPE_INTERVAL_MS = 15_000
+const SCRAPED_MS = Number(process.env.SCRAPED_MS ?? 180_000)
+
+interface Sampled {
   readonly rssMiB: number
   /** Proportional set size: pages shared between the processes (the node binary's code) counted once. */
   readonly pssMiB: number
@@ -43,6 +49,12 @@ interface ProcessMemory {
   /** What V8 holds for its heap (used or not), and memory outside it (Buffers, ArrayBuffers). */
   readonly heapTotalMiB: number | null
   readonly externalMiB: number | null
+}
+
+interface ProcessMemory extends Sampled {
+  readonly case: string
+  /** The same after SCRAPED_MS of scrapes every SCRAPE_INTERVAL_MS (fleet only). */
+  readonly scraped?: Sampled
 }
 
 interface Handoff {
@@ -54,10 +66,32 @@ interface Handoff {
   readonly deltaApplyMs: number
 }
 
-async function metricValue(adminUrl: string, name: string): Promise<number | null> {
-  const text = await (await fetch(`${adminUrl}/metrics`)).text()
+function metricValue(text: string, name: string): number | null {
   const match = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)`, 'm').exec(text)
   return match ? Number(match[1]) : null
+}
+
+/** RSS and PSS of the process tree (median of three, 1 s apart), then V8's figures from one scrape. */
+async function sample(pid: number, adminUrl: string): Promise<Sampled> {
+  const rss: number[] = []
+  const pss: number[] = []
+  for (let i = 0; i < 3; i++) {
+    rss.push(treeRssBytes(pid))
+    pss.push(treePssBytes(pid))
+    await sleep(1_000)
+  }
+  const text = await (await fetch(`${adminUrl}/metrics`)).text()
+  const mib = (metric: string) => {
+    const bytes = metricValue(text, metric)
+    return bytes === null ? null : Number((bytes / MB).toFixed(1))
+  }
+  return {
+    rssMiB: Number((median(rss) / MB).toFixed(1)),
+    pssMiB: Number((median(pss) / MB).toFixed(1)),
+    heapUsedMiB: mib('nodejs_heap_size_used_bytes'),
+    heapTotalMiB: mib('nodejs_heap_size_total_bytes'),
+    externalMiB: mib('nodejs_external_memory_bytes'),
+  }
 }
 
 async function measureProcess(
@@ -65,6 +99,7 @@ async function measureProcess(
   label: string,
   routes: number,
   args: readonly string[],
+  scrapedMs = 0,
 ): Promise<ProcessMemory> {
   const sy = await startSwitchyardProcess({
     name: `memory-${label}`,
@@ -87,31 +122,19 @@ async function measureProcess(
     )
     // Settled: V8's memory reducer gives back pages some seconds after start-up's burst.
     await sleep(Number(process.env.SETTLE_MS ?? 15_000))
-    const samples: number[] = []
-    const pss: number[] = []
-    for (let i = 0; i < 3; i++) {
-      samples.push(treeRssBytes(sy.child.pid))
-      pss.push(treePssBytes(sy.child.pid))
-      await sleep(1_000)
+    const settled = await sample(sy.child.pid, sy.adminUrl)
+    if (scrapedMs === 0) return { case: label, ...settled }
+    for (const end = Date.now() + scrapedMs; Date.now() < end; ) {
+      await (await fetch(`${sy.adminUrl}/metrics`)).arrayBuffer()
+      await sleep(SCRAPE_INTERVAL_MS)
     }
-    const mib = async (metric: string) => {
-      const bytes = await metricValue(sy.adminUrl, metric)
-      return bytes === null ? null : Number((bytes / MB).toFixed(1))
-    }
-    return {
-      case: label,
-      rssMiB: Number((median(samples) / MB).toFixed(1)),
-      pssMiB: Number((median(pss) / MB).toFixed(1)),
-      heapUsedMiB: await mib('nodejs_heap_size_used_bytes'),
-      heapTotalMiB: await mib('nodejs_heap_size_total_bytes'),
-      externalMiB: await mib('nodejs_external_memory_bytes'),
-    }
+    return { case: label, ...settled, scraped: await sample(sy.child.pid, sy.adminUrl) }
   } finally {
     await sy.child.stop()
   }
 }
 
-function described(m: ProcessMemory): string {
+function described(m: Sampled): string {
   return `RSS ${m.rssMiB} MiB, PSS ${m.pssMiB} MiB, heap ${m.heapUsedMiB} MiB used of ${m.heapTotalMiB}, external ${m.externalMiB} MiB`
 }
 
@@ -191,9 +214,13 @@ async function main(): Promise<void> {
       say(`memory: ${label}: ${described(m)}`)
     }
     await registerFleet(consul, fleet(1_000, 10))
-    const m = await measureProcess(consul, 'fleet', 1_000, ['--workers', '1'])
+    const m = await measureProcess(consul, 'fleet', 1_000, ['--workers', '1'], SCRAPED_MS)
     results.push({ ...m, case: '1,000 services x 10 instances' })
     say(`memory: 1,000 x 10: ${described(m)}`)
+    if (m.scraped)
+      say(
+        `memory: 1,000 x 10 after ${SCRAPED_MS / 1000} s of scrapes every ${SCRAPE_INTERVAL_MS / 1000} s: ${described(m.scraped)}`,
+      )
   } finally {
     await consul.stop()
   }
