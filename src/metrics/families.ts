@@ -40,6 +40,7 @@ export interface Family {
   readonly labelNames: readonly string[]
   /** How workers' values combine: 'first' for what describes the one shared table (the primary's). */
   readonly aggregator: 'sum' | 'first'
+  /** Emits each label set at most once per series name (prom-client merged repeats; the text would repeat them). */
   readonly samples: (emit: Emit) => void
 }
 
@@ -51,7 +52,8 @@ const CLOSE = 0x7d
 
 /**
  * Families in the Prometheus text format (version 0.0.4), each followed by a
- * blank line, then `rest` (prom-client's own text), written piece by piece: a line costs the digits of its value and nothing else
+ * blank line, then `rest` (prom-client's own text), written piece by piece:
+ * a line costs the digits of its value, a series its label text once
  * (building the text as strings left four or five short-lived strings per
  * line).
  */
@@ -144,7 +146,7 @@ export function histogramSamples<S extends { buckets: readonly number[]; sum: nu
 /**
  * Appends strings as UTF-8 to 64 KiB chunks. One buffer doubled as it filled
  * left the C heap fragmented: at 1,000 services the process kept ~20 MB more
- * resident after a few scrapes. Chunks of one size are reused.
+ * resident after a few scrapes. Chunks of one size fit where freed ones were.
  */
 class ChunkWriter {
   private readonly chunks: Buffer[] = []
@@ -172,7 +174,7 @@ class ChunkWriter {
   }
 
   result(): Buffer[] {
-    this.flush()
+    if (this.length > 0) this.chunks.push(this.chunk.subarray(0, this.length))
     return this.chunks
   }
 

@@ -93,28 +93,28 @@ export class SwitchyardMetrics {
     const registers = [registry]
     const { status, certificates, store } = options
 
-    const events = (
+    /** A family of one sample per label set, which `each` lists. */
+    const plain = (
       name: string,
       help: string,
+      type: 'counter' | 'gauge',
       labelNames: string[],
-      counts: () => Iterable<EventCount>,
+      aggregator: 'sum' | 'first',
+      each: (sample: (labels: Labels, value: number) => void) => void,
     ): Family => ({
       name,
       help,
-      type: 'counter',
+      type,
       labelNames,
-      aggregator: 'sum',
-      samples: (emit) => {
-        for (const c of counts()) emit(name, c.labels, c.n)
-      },
+      aggregator,
+      samples: (emit) => each((labels, value) => emit(name, labels, value)),
     })
+    const events = (name: string, help: string, labelNames: string[], counts: () => Iterable<EventCount>) =>
+      plain(name, help, 'counter', labelNames, 'sum', (sample) => {
+        for (const c of counts()) sample(c.labels, c.n)
+      })
     const requests = 'switchyard_requests_total'
     const upstreamErrors = 'switchyard_upstream_errors_total'
-    const watchErrors = 'switchyard_consul_watch_errors_total'
-    const watchSuccess = 'switchyard_consul_watch_last_success_timestamp_seconds'
-    const healthy = 'switchyard_route_instances_healthy'
-    const serving = 'switchyard_route_instances_serving'
-    const targetReady = 'switchyard_target_ready'
     this.families = [
       {
         name: requests,
@@ -194,58 +194,58 @@ export class SwitchyardMetrics {
         ['reason'],
         () => counters.rejectionCounts(),
       ),
-      // What describes the one shared table: with several workers, the
-      // primary's value counts ('first'), copies are not added up.
-      {
-        name: healthy,
-        help: 'Instances on a route whose checks pass (serving or not), by service, route and version.',
-        type: 'gauge',
-        labelNames: ['service', 'route', 'version'],
-        aggregator: 'first',
-        samples: (emit) => {
-          for (const c of this.instances) emit(healthy, c.labels, c.healthy)
+      // What describes the one shared table and the watches: with several
+      // workers, the primary's value counts ('first'), copies are not added up.
+      plain(
+        'switchyard_route_instances_healthy',
+        'Instances on a route whose checks pass (serving or not), by service, route and version.',
+        'gauge',
+        ['service', 'route', 'version'],
+        'first',
+        (sample) => {
+          for (const c of this.instances) sample(c.labels, c.healthy)
         },
-      },
-      {
-        name: serving,
-        help: 'Instances on a route that get traffic: healthy, in the target state, weight above 0.',
-        type: 'gauge',
-        labelNames: ['service', 'route', 'version'],
-        aggregator: 'first',
-        samples: (emit) => {
-          for (const c of this.instances) emit(serving, c.labels, c.serving)
+      ),
+      plain(
+        'switchyard_route_instances_serving',
+        'Instances on a route that get traffic: healthy, in the target state, weight above 0.',
+        'gauge',
+        ['service', 'route', 'version'],
+        'first',
+        (sample) => {
+          for (const c of this.instances) sample(c.labels, c.serving)
         },
-      },
-      {
-        name: targetReady,
-        help: "1 when a service's desired target state is served, 0 while it waits for healthy instances.",
-        type: 'gauge',
-        labelNames: ['service'],
-        aggregator: 'first',
-        samples: (emit) => {
-          for (const t of store.current.targets) emit(targetReady, { service: t.service }, t.ready ? 1 : 0)
+      ),
+      plain(
+        'switchyard_target_ready',
+        "1 when a service's desired target state is served, 0 while it waits for healthy instances.",
+        'gauge',
+        ['service'],
+        'first',
+        (sample) => {
+          for (const t of store.current.targets) sample({ service: t.service }, t.ready ? 1 : 0)
         },
-      },
-      {
-        name: watchErrors,
-        help: 'Failed requests of a Consul watch (services, health:<service>, targets).',
-        type: 'counter',
-        labelNames: ['watch'],
-        aggregator: 'first',
-        samples: (emit) => {
-          for (const w of status().watches) emit(watchErrors, { watch: w.name }, w.errors)
+      ),
+      plain(
+        'switchyard_consul_watch_errors_total',
+        'Failed requests of a Consul watch (services, health:<service>, targets).',
+        'counter',
+        ['watch'],
+        'first',
+        (sample) => {
+          for (const w of status().watches) sample({ watch: w.name }, w.errors)
         },
-      },
-      {
-        name: watchSuccess,
-        help: 'When a Consul watch last got an answer (Unix time); 0 before its first.',
-        type: 'gauge',
-        labelNames: ['watch'],
-        aggregator: 'first',
-        samples: (emit) => {
-          for (const w of status().watches) emit(watchSuccess, { watch: w.name }, w.lastSuccessAt / 1000)
+      ),
+      plain(
+        'switchyard_consul_watch_last_success_timestamp_seconds',
+        'When a Consul watch last got an answer (Unix time); 0 before its first.',
+        'gauge',
+        ['watch'],
+        'first',
+        (sample) => {
+          for (const w of status().watches) sample({ watch: w.name }, w.lastSuccessAt / 1000)
         },
-      },
+      ),
     ]
 
     this.generation = new Gauge({
