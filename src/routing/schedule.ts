@@ -17,11 +17,7 @@ export function buildSchedule(weights: readonly number[]): number[] {
     return weights.map((_, i) => i)
   }
 
-  let ints = integerRatio(weights)
-  if (ints === null) {
-    const total = weights.reduce((a, b) => a + b, 0)
-    ints = weights.map((w) => (w > 0 ? Math.max(1, Math.round((w / total) * RESOLUTION)) : 0))
-  }
+  let ints = integerRatio(weights) ?? apportion(weights)
   const divisor = ints.reduce((g, n) => (n === 0 ? g : gcd(g, n)), 0)
   ints = ints.map((n) => n / divisor)
   const sum = ints.reduce((a, b) => a + b, 0)
@@ -67,6 +63,41 @@ export function groupShares(fixed: readonly (number | null)[]): number[] {
   }
   const each = (1 - sumFixed) / free
   return fixed.map((w) => w ?? each)
+}
+
+/**
+ * Weights as whole shares of RESOLUTION that add up to it exactly (largest
+ * remainder), at least one each. Rounding each weight on its own let the
+ * rounding of the small ones dilute a large one: nine weights of which one is
+ * 83.3 % gave it 83.05 %.
+ */
+function apportion(weights: readonly number[]): number[] {
+  const total = weights.reduce((a, b) => a + b, 0)
+  const exact = weights.map((w) => (w > 0 ? (w / total) * RESOLUTION : 0))
+  const ints = exact.map((e) => (e > 0 ? Math.max(1, Math.floor(e)) : 0))
+  const remainder = (i: number) => (exact[i] as number) - (ints[i] as number)
+  // Largest remainder first for the units left over; when the one-each
+  // minimum overshot, the smallest remainders give back first.
+  const order = exact.map((_, i) => i).filter((i) => (exact[i] as number) > 0)
+  order.sort((a, b) => remainder(b) - remainder(a))
+  let left = RESOLUTION - ints.reduce((a, b) => a + b, 0)
+  for (let k = 0; left > 0; k = (k + 1) % order.length, left--) {
+    const i = order[k] as number
+    ints[i] = (ints[i] as number) + 1
+  }
+  for (
+    let k = order.length - 1, passed = 0;
+    left < 0 && passed < order.length;
+    k = k === 0 ? order.length - 1 : k - 1
+  ) {
+    const i = order[k] as number
+    if ((ints[i] as number) > 1) {
+      ints[i] = (ints[i] as number) - 1
+      left++
+      passed = 0
+    } else passed++
+  }
+  return ints
 }
 
 /** Weights as small whole numbers when they are exact multiples of the smallest (90:10 -> 9:1). */

@@ -16,21 +16,31 @@ describe('buildSchedule', () => {
     expect(buildSchedule([0, 0])).toEqual([])
   })
 
-  it('gives every target its share within 1/1000', () => {
+  const shareErrors = (weights: number[]) => {
+    const schedule = buildSchedule(weights)
+    const total = weights.reduce((a, b) => a + b, 0)
+    return weights.map((w, i) =>
+      Math.abs(schedule.filter((x) => x === i).length / schedule.length - w / total),
+    )
+  }
+
+  it('gives every target its share within 2/1000 (1/1000 unless the one-slot minimum of tiny weights takes a slot)', () => {
     fc.assert(
       fc.property(
         fc.array(fc.double({ min: 0.001, max: 1, noNaN: true }), { minLength: 1, maxLength: 12 }),
         (weights) => {
-          const schedule = buildSchedule(weights)
-          const total = weights.reduce((a, b) => a + b, 0)
-          weights.forEach((w, i) => {
-            const share = schedule.filter((x) => x === i).length / schedule.length
-            // (1e-12: the shares are ratios of doubles; a bound met exactly may round either way.)
-            expect(Math.abs(share - w / total)).toBeLessThan(0.0015 + 1 / schedule.length + 1e-12)
-          })
+          // (1e-12: the shares are ratios of doubles; a bound met exactly may round either way.)
+          for (const error of shareErrors(weights)) expect(error).toBeLessThan(0.002 + 1e-12)
         },
       ),
+      { numRuns: 1_000 },
     )
+  })
+
+  it('does not let the rounding of small weights dilute a large one', () => {
+    // Found by the property above: rounded one by one, the 83.3 % weight got 83.05 %.
+    const weights = [0.001, 0.001, 0.001, 0.00525055, 0.001, 0.00802008, 0.001, 0.09612615, 0.001]
+    for (const error of shareErrors(weights)) expect(error).toBeLessThan(0.001)
   })
 })
 
