@@ -76,8 +76,18 @@ export const DEFAULT_HTTP2: Http2Settings = {
 
 const PLAIN: ListenerOptions = { tls: null, http2: DEFAULT_HTTP2 }
 
-/** Longest a drain keeps accepting what was queued before it began (under steady load they keep coming). */
+/**
+ * A drain keeps accepting and reading at least this long, answering with
+ * `Connection: close`, before it closes the listening sockets and the idle
+ * keep-alive connections: a request a client sent just before the stop — on a
+ * kept-alive connection, or on a new one still in an accept queue — may reach
+ * the process some turns later, and closing under it resets it.
+ */
+const SETTLE_MS = 250
+/** Longest it goes on after that while connections keep arriving (under steady load they keep coming). */
 const BACKLOG_MS = 500
+/** How often a drain looks whether connections still arrive. */
+const SETTLE_CHECK_MS = 5
 
 export interface ProxyListener {
   readonly server: Server
@@ -154,7 +164,7 @@ export function createProxyListener(
   let server: Server
   if (tls === null) {
     server = createNetServer({ noDelay: true }, (socket: Socket) => {
-      if (ctx.draining) socket.destroy()
+      if (refusing) socket.destroy()
       else new ClientConnection(socket, ctx)
     })
   } else {
@@ -168,7 +178,7 @@ export function createProxyListener(
     source.onChange(() => tlsServer.setSecureContext(source.serverOptions()))
     tlsServer.on('secureConnection', (socket: TLSSocket) => {
       socket.setNoDelay(true)
-      if (ctx.draining) socket.destroy()
+      if (refusing) socket.destroy()
       else if (socket.alpnProtocol === 'h2') h2.accept(socket)
       else new ClientConnection(socket, ctx)
     })
@@ -186,37 +196,52 @@ export function createProxyListener(
   }
 
   let accepted = 0
+  /** Set once a drain closes the listening sockets: a connection that still arrives is cut. */
+  let refusing = false
   server.on('connection', () => {
     accepted++
   })
 
   const drain = async (graceMs: number): Promise<{ cut: number }> => {
-    // What reached the kernel before the stop — a request on a kept-alive
-    // connection, connections in the accept queues — may be read in the same
-    // event-loop turn as the stop, after it. Let that turn finish, then accept
-    // until a turn finds no connection waiting (libuv takes one per listening
-    // socket per turn; closing a listening socket resets what is queued on
-    // it), for at most BACKLOG_MS: those clients are served, with
-    // `Connection: close`, rather than reset.
-    const until = performance.now() + BACKLOG_MS
-    let seen = -1
-    while (seen !== accepted && performance.now() < until) {
-      seen = accepted
-      await new Promise<void>((resolve) => setImmediate(resolve))
-    }
+    // From here every response closes its connection; HTTP/2 sessions get GOAWAY.
     ctx.draining = true
     h2.drain()
+    // What clients sent just before the stop still reaches the process for a
+    // while: keep accepting and reading for SETTLE_MS, then until a check
+    // finds no new connection (libuv takes one per listening socket per turn;
+    // closing a listening socket resets what is queued on it), for at most
+    // BACKLOG_MS more. Those requests are served rather than reset.
+    const start = performance.now()
+    // The deadline counts from the stop, settling included.
+    let cut = 0
+    let deadlinePassed = false
+    const cutAll = () => {
+      cut += connections.size + tunnels.size + h2.sessions.size
+      for (const c of connections) c.socket.destroy()
+      for (const t of tunnels) t.destroy()
+      h2.destroyAll()
+    }
+    const deadline = setTimeout(() => {
+      deadlinePassed = true
+      cutAll()
+    }, graceMs)
+    let seen = -1
+    while (!deadlinePassed) {
+      const elapsed = performance.now() - start
+      if (elapsed >= SETTLE_MS + BACKLOG_MS || (elapsed >= SETTLE_MS && seen === accepted)) break
+      seen = accepted
+      await new Promise<void>((resolve) => setTimeout(resolve, SETTLE_CHECK_MS))
+    }
+    // Timers run before reads in an event-loop turn: one more turn's reads, so
+    // a request that arrived while the process waited for the CPU is not cut.
+    await new Promise<void>((resolve) => setImmediate(resolve))
+    refusing = true
     const closed = Promise.all(
       [server, ...acceptors].map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
     )
     for (const c of connections) c.closeIfIdle()
-    let cut = 0
-    const deadline = setTimeout(() => {
-      cut = connections.size + tunnels.size + h2.sessions.size
-      for (const c of connections) c.socket.destroy()
-      for (const t of tunnels) t.destroy()
-      h2.destroyAll()
-    }, graceMs)
+    // A deadline shorter than the settling: what was accepted since goes too.
+    if (deadlinePassed) cutAll()
     try {
       // Tunnels' and HTTP/2 sessions' sockets still count as the server's connections.
       await closed
