@@ -1,19 +1,20 @@
 // A thin typed HTTP client for the few Consul endpoints Switchyard reads (and the
-// one the operator CLI writes), over node:http with a keep-alive agent. The
-// `consul` npm package's watch has no rate limit and stops on some errors;
-// blocking queries here go through blocking-query.ts, which owns index rules,
-// rate limit and backoff.
+// one the operator CLI writes). The `consul` npm package's watch has no rate
+// limit and stops on some errors; blocking queries here go through
+// blocking-query.ts, which owns index rules, rate limit and backoff.
 //
-// Not undici: its WebAssembly HTTP parser costs about 15 MiB of resident memory
-// per process once used, for a few requests a second; node:http's parser is
-// already in the binary (bench/results/memory.md).
+// Its own HTTP/1.1 over kept-alive sockets rather than node:http or undici: a
+// proxy holds one blocking query open per routed service, and node:http gives
+// each request in flight a native parser of about 10 KiB while undici's
+// WebAssembly parser holds about 15 MiB per process (bench/results/memory.md).
+// The strict reader is response-reader.ts.
 
-import type { IncomingMessage } from 'node:http'
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
+import type { Socket } from 'node:net'
 import { ConsulHttpError, ConsulPermissionError, ConsulUnreachableError } from '../errors.js'
+import { ResponseReader } from './response-reader.js'
 
 const { readFileSync } = process.getBuiltinModule('node:fs')
-const { Agent: HttpAgent, request: httpRequest } = process.getBuiltinModule('node:http')
+const { connect: connectTcp, isIP } = process.getBuiltinModule('node:net')
 
 export interface ConsulTls {
   /** PEM file paths, as CONSUL_CACERT / CONSUL_CLIENT_CERT / CONSUL_CLIENT_KEY name them. */
@@ -43,37 +44,38 @@ export interface ConsulResponse {
 
 export type Query = Readonly<Record<string, string | number | boolean | undefined>>
 
+/** How long a kept-alive connection may sit unused, and how many are kept. */
+const IDLE_MS = 60_000
+const MAX_IDLE = 1024
+/** A request target is sent as written: visible ASCII only. */
+const TARGET = /^\/[\x21-\x7e]*$/
+/** What a header value may carry (no CR, LF or NUL). */
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
+
+interface Exchange {
+  readonly status: number
+  readonly headers: ReadonlyMap<string, string>
+  readonly text: string
+}
+
 export class ConsulClient {
   readonly address: string
-  private readonly token: string
   private readonly datacenter: string
-  private readonly url: URL
-  private readonly agent: InstanceType<typeof HttpAgent>
-  private readonly request: typeof httpRequest
+  private readonly pool: ConnectionPool
+  /** Host and token lines, written once. */
+  private readonly fixedHeaders: string
 
   constructor(options: ConsulClientOptions) {
     this.address = options.address
-    this.token = options.token
     this.datacenter = options.datacenter
-    this.url = new URL(options.address)
-    // One connection per concurrent blocking query (they hang for minutes),
-    // idle ones kept a minute for the next read.
-    const agentOptions = { keepAlive: true, maxFreeSockets: 1024, timeout: 60_000 }
-    const tls = options.tls
-    if (this.url.protocol === 'https:') {
-      this.request = httpsRequest as typeof httpRequest
-      this.agent = new HttpsAgent({
-        ...agentOptions,
-        ca: tls?.caFile ? readFileSync(tls.caFile) : undefined,
-        cert: tls?.certFile ? readFileSync(tls.certFile) : undefined,
-        key: tls?.keyFile ? readFileSync(tls.keyFile) : undefined,
-        servername: tls?.serverName || undefined,
-        rejectUnauthorized: tls?.verify ?? true,
-      })
-    } else {
-      this.request = httpRequest
-      this.agent = new HttpAgent(agentOptions)
-    }
+    const url = new URL(options.address)
+    if (!FIELD_VALUE.test(options.token)) throw new TypeError('the Consul token contains a control character')
+    this.fixedHeaders = `Host: ${url.host}\r\n${options.token ? `X-Consul-Token: ${options.token}\r\n` : ''}`
+    const host = url.hostname.replace(/^\[(.*)\]$/, '$1')
+    const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80))
+    this.pool = new ConnectionPool(
+      url.protocol === 'https:' ? tlsOpener(host, port, options.tls) : tcpOpener(host, port),
+    )
   }
 
   /** GET, any status; throws only when Consul cannot be reached or times out. */
@@ -94,8 +96,9 @@ export class ConsulClient {
     return this.send('PUT', path, query, body, options)
   }
 
+  /** Closes every connection, the ones in use too (their requests fail). */
   async close(): Promise<void> {
-    this.agent.destroy()
+    this.pool.close()
   }
 
   async send(
@@ -113,14 +116,15 @@ export class ConsulClient {
       params.set(k, v === true ? '' : String(v))
     }
     const qs = params.toString().replace(/=(&|$)/g, '$1')
-    const headers: Record<string, string | number> = {}
-    if (this.token) headers['x-consul-token'] = this.token
-    if (body !== undefined) headers['content-length'] = Buffer.byteLength(body)
+    const target = qs ? `${path}?${qs}` : path
+    if (!TARGET.test(target))
+      throw new TypeError(`request target ${JSON.stringify(target)} is not visible ASCII`)
+    const length = body === undefined ? '' : `Content-Length: ${Buffer.byteLength(body)}\r\n`
+    const request = `${method} ${target} HTTP/1.1\r\n${this.fixedHeaders}${length}\r\n${body ?? ''}`
     try {
-      const target = qs ? `${path}?${qs}` : path
       // A kept-alive connection Consul closed while it sat idle fails the
       // next request on it before any answer; a read is safe to send again.
-      const exchange = () => this.exchange(method, target, headers, body, options)
+      const exchange = () => this.exchange(request, options)
       const {
         status,
         headers: h,
@@ -129,12 +133,12 @@ export class ConsulClient {
         if (err instanceof StaleConnectionError && method === 'GET') return exchange()
         throw err
       })
-      const index = Number(h['x-consul-index'])
+      const index = Number(h.get('x-consul-index'))
       return {
         status,
         index: Number.isSafeInteger(index) && index > 0 ? index : 0,
         body: text,
-        filteredByAcl: h['x-consul-results-filtered-by-acls'] === 'true',
+        filteredByAcl: h.get('x-consul-results-filtered-by-acls') === 'true',
       }
     } catch (err) {
       if (options.signal?.aborted) throw err
@@ -143,69 +147,201 @@ export class ConsulClient {
   }
 
   /**
-   * One request and its whole body. `timeoutMs` bounds the wait for the
+   * One request and its whole response. `timeoutMs` bounds the wait for the
    * response head, then each wait for more of the body; `signal` aborts it with
    * the signal's reason.
    */
-  private exchange(
-    method: string,
-    path: string,
-    headers: Record<string, string | number>,
-    body: string | undefined,
-    options: { signal?: AbortSignal; timeoutMs: number },
-  ): Promise<{ status: number; headers: IncomingMessage['headers']; text: string }> {
+  private exchange(request: string, options: { signal?: AbortSignal; timeoutMs: number }): Promise<Exchange> {
     const { signal, timeoutMs } = options
     return new Promise((resolve, reject) => {
       if (signal?.aborted) return reject(signal.reason)
-      const req = this.request({
-        agent: this.agent,
-        protocol: this.url.protocol,
-        hostname: this.url.hostname.replace(/^\[(.*)\]$/, '$1'),
-        port: this.url.port,
-        method,
-        path,
-        headers,
-      })
+      const { connection, reused } = this.pool.take()
+      const socket = connection.socket
+      const reader = new ResponseReader()
+      let received = false
+      let settled = false
       let timer: NodeJS.Timeout | undefined
-      const fail = (err: Error) => {
+      const detach = () => {
+        settled = true
         clearTimeout(timer)
         signal?.removeEventListener('abort', onAbort)
-        req.destroy(err)
+        connection.receive = ignore
+        socket.off('end', onEnd)
+        socket.off('close', onEnd)
+        socket.off('error', onError)
+      }
+      const fail = (err: unknown) => {
+        if (settled) return
+        detach()
+        this.pool.discard(connection)
         reject(err)
+      }
+      const finish = () => {
+        detach()
+        if (reader.reusable) this.pool.give(connection)
+        else this.pool.discard(connection)
+        const head = reader.head as NonNullable<ResponseReader['head']>
+        resolve({ status: head.status, headers: head.headers, text: reader.bodyText() })
       }
       const arm = (what: string) => {
         clearTimeout(timer)
         timer = setTimeout(() => fail(new Error(`no ${what} within ${timeoutMs} ms`)), timeoutMs)
       }
       const onAbort = () => fail(signal?.reason ?? new Error('aborted'))
+      const onData = (chunk: Buffer) => {
+        received = true
+        const hadHead = reader.head !== null
+        let complete: boolean
+        try {
+          complete = reader.push(chunk)
+        } catch (err) {
+          return fail(err)
+        }
+        if (complete) return finish()
+        if (hadHead) timer?.refresh()
+        else if (reader.head !== null) arm('more of the response body')
+      }
+      const onEnd = () => {
+        if (settled) return
+        if (reader.end()) return finish()
+        if (received) return fail(new Error('connection closed before the end of the response'))
+        const closed = Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })
+        fail(reused ? new StaleConnectionError(closed) : closed)
+      }
+      const onError = (err: Error) => fail(reused && !received ? new StaleConnectionError(err) : err)
+      connection.receive = onData
+      socket.on('end', onEnd)
+      socket.on('close', onEnd)
+      socket.on('error', onError)
       signal?.addEventListener('abort', onAbort, { once: true })
       arm('response head')
-      let answered = false
-      req.on('error', (err) => fail(req.reusedSocket && !answered ? new StaleConnectionError(err) : err))
-      req.once('response', (res) => {
-        answered = true
-        const chunks: Buffer[] = []
-        arm('more of the response body')
-        res.on('data', (chunk: Buffer) => {
-          chunks.push(chunk)
-          timer?.refresh()
-        })
-        res.on('error', fail)
-        res.once('close', () => {
-          if (!res.complete) fail(new Error('connection closed before the end of the response'))
-        })
-        res.once('end', () => {
-          clearTimeout(timer)
-          signal?.removeEventListener('abort', onAbort)
-          resolve({
-            status: res.statusCode ?? 0,
-            headers: res.headers,
-            text: Buffer.concat(chunks).toString('utf8'),
-          })
-        })
-      })
-      req.end(body)
+      socket.write(request)
     })
+  }
+}
+
+/**
+ * Every plain connection reads into this one buffer: a read is handled before
+ * the next one (the reader copies what it keeps), so a burst of answers from
+ * 1,000 watches costs no allocation per read.
+ */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024)
+
+function ignore(): void {}
+
+/** A socket to Consul and where its bytes go: the exchange in progress, or the pool while it is idle. */
+class Connection {
+  receive: (bytes: Buffer) => void = ignore
+  readonly socket: Socket
+
+  constructor(open: (deliver: (bytes: Buffer) => void) => Socket) {
+    this.socket = open((bytes) => this.receive(bytes))
+  }
+}
+
+type Opener = (deliver: (bytes: Buffer) => void) => Socket
+
+function tcpOpener(host: string, port: number): Opener {
+  return (deliver) =>
+    connectTcp({
+      host,
+      port,
+      noDelay: true,
+      onread: {
+        buffer: READ_BUFFER,
+        callback: (length) => {
+          deliver(READ_BUFFER.subarray(0, length))
+          return true
+        },
+      },
+    })
+}
+
+function tlsOpener(host: string, port: number, tls: ConsulTls | null): Opener {
+  const { connect } = process.getBuiltinModule('node:tls')
+  const options = {
+    host,
+    port,
+    noDelay: true,
+    ALPNProtocols: ['http/1.1'],
+    ca: tls?.caFile ? readFileSync(tls.caFile) : undefined,
+    cert: tls?.certFile ? readFileSync(tls.certFile) : undefined,
+    key: tls?.keyFile ? readFileSync(tls.keyFile) : undefined,
+    // SNI and the name the certificate must carry: the configured one, else the host.
+    servername: tls?.serverName || (isIP(host) ? undefined : host),
+    rejectUnauthorized: tls?.verify ?? true,
+  }
+  return (deliver) => connect(options).on('data', deliver)
+}
+
+/**
+ * Kept-alive connections to one Consul address. One connection per request in
+ * flight (blocking queries hang for minutes); an idle one is kept a minute for
+ * the next request and does not keep the process alive.
+ */
+class ConnectionPool {
+  /** Most recently used last: it is the least likely to have been closed by Consul. */
+  private readonly idle: { readonly connection: Connection; readonly stopWatching: () => void }[] = []
+  private readonly busy = new Set<Connection>()
+  private closed = false
+
+  constructor(private readonly open: Opener) {}
+
+  take(): { connection: Connection; reused: boolean } {
+    const kept = this.idle.pop()
+    kept?.stopWatching()
+    const connection = kept?.connection ?? new Connection(this.open)
+    connection.socket.ref()
+    this.busy.add(connection)
+    if (this.closed) connection.socket.destroy()
+    return { connection, reused: kept !== undefined }
+  }
+
+  give(connection: Connection): void {
+    const socket = connection.socket
+    this.busy.delete(connection)
+    if (this.closed || this.idle.length >= MAX_IDLE || socket.destroyed) {
+      socket.destroy()
+      return
+    }
+    // Consul closing it, sending anything unasked, or a minute unused ends it.
+    const drop = () => {
+      const at = this.idle.findIndex((entry) => entry.connection === connection)
+      if (at >= 0) this.idle.splice(at, 1)
+      stopWatching()
+      socket.destroy()
+    }
+    const stopWatching = () => {
+      connection.receive = ignore
+      socket.setTimeout(0)
+      socket.off('timeout', drop)
+      socket.off('end', drop)
+      socket.off('close', drop)
+      socket.off('error', drop)
+    }
+    connection.receive = drop
+    socket.setTimeout(IDLE_MS)
+    socket.on('timeout', drop)
+    socket.on('end', drop)
+    socket.on('close', drop)
+    socket.on('error', drop)
+    socket.unref()
+    this.idle.push({ connection, stopWatching })
+  }
+
+  discard(connection: Connection): void {
+    this.busy.delete(connection)
+    connection.socket.destroy()
+  }
+
+  close(): void {
+    this.closed = true
+    for (const { connection, stopWatching } of this.idle.splice(0)) {
+      stopWatching()
+      connection.socket.destroy()
+    }
+    for (const { socket } of this.busy) socket.destroy()
+    this.busy.clear()
   }
 }
 

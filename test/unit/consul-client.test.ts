@@ -4,9 +4,10 @@
 // a server that does not answer times out with a message that says so, an
 // abort is the caller's, and Consul's headers are read.
 
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { once } from 'node:events'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { AddressInfo, Socket } from 'node:net'
+import { type AddressInfo, createServer as createNetServer, type Socket } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
 import { ConsulClient } from '../../src/consul/client.js'
 import { ConsulUnreachableError } from '../../src/errors.js'
@@ -134,5 +135,70 @@ describe('ConsulClient', () => {
     expect(res).toEqual({ status: 200, index: 42, body: '[{"Key":"k"}]', filteredByAcl: true })
     expect(seen?.url).toBe('/v1/kv/switchyard/targets?dc=dc2&recurse&index=9')
     expect(seen?.headers['x-consul-token']).toBe('s3cret')
+  })
+
+  it('keeps one connection for requests in turn, and a kept one does not hold the process open', async () => {
+    const connections: Socket[] = []
+    const client = await serve((req, res) => {
+      if (!connections.includes(req.socket)) connections.push(req.socket)
+      // Chunked: no length, two writes.
+      res.writeHead(200, { 'x-consul-index': '5' })
+      res.write('[{"Key":')
+      res.end('"k"}]')
+    })
+    const opened: Socket[] = []
+    const onSocket = (message: unknown) => opened.push((message as { socket: Socket }).socket)
+    subscribe('net.client.socket', onSocket)
+    try {
+      for (let i = 0; i < 3; i++) {
+        const res = await client.get('/v1/kv/k', {}, { timeoutMs: 2_000 })
+        expect([res.status, res.index, res.body]).toEqual([200, 5, '[{"Key":"k"}]'])
+      }
+    } finally {
+      unsubscribe('net.client.socket', onSocket)
+    }
+    expect(connections).toHaveLength(1)
+    expect(opened).toHaveLength(1)
+    // Kept but unreferenced, as node:http's agent keeps its free sockets: a
+    // CLI command exits when its work is done. (No public accessor for this.)
+    const handle = (opened[0] as unknown as { _handle: { hasRef(): boolean } })._handle
+    expect(handle.hasRef()).toBe(false)
+  })
+
+  it('opens a new connection after Consul answers Connection: close', async () => {
+    const connections = new Set<Socket>()
+    const client = await serve((req, res) => {
+      connections.add(req.socket)
+      res.writeHead(200, { connection: 'close', 'content-length': '2' }).end('[]')
+    })
+    await client.get('/v1/kv/k', {}, { timeoutMs: 2_000 })
+    await client.get('/v1/kv/k', {}, { timeoutMs: 2_000 })
+    expect(connections.size).toBe(2)
+  })
+
+  it('says what was wrong with a malformed answer and drops the connection', async () => {
+    const server = createNetServer((socket) => {
+      socket.on('error', () => {})
+      socket.once('data', () =>
+        socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n[]'),
+      )
+    })
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    const { port } = server.address() as AddressInfo
+    const client = new ConsulClient({
+      address: `http://127.0.0.1:${port}`,
+      token: '',
+      datacenter: '',
+      tls: null,
+    })
+    clients.push(client)
+    try {
+      await expect(client.get('/v1/kv/k', {}, { timeoutMs: 2_000 })).rejects.toThrow(
+        /unreachable: malformed HTTP response: more than one Content-Length$/,
+      )
+    } finally {
+      server.close()
+    }
   })
 })
