@@ -167,7 +167,7 @@ export class ConsulClient {
         signal?.removeEventListener('abort', onAbort)
         connection.receive = ignore
         socket.off('end', onEnd)
-        socket.off('close', onEnd)
+        socket.off('close', onClose)
         socket.off('error', onError)
       }
       const fail = (err: unknown) => {
@@ -201,9 +201,15 @@ export class ConsulClient {
         if (hadHead) timer?.refresh()
         else if (reader.head !== null) arm('more of the response body')
       }
+      // Only Consul ending the connection completes a body without a length; a
+      // close without that end (close() destroyed it) cuts the response short.
       const onEnd = () => {
         if (settled) return
         if (reader.end()) return finish()
+        onClose()
+      }
+      const onClose = () => {
+        if (settled) return
         if (received) return fail(new Error('connection closed before the end of the response'))
         const closed = Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })
         fail(reused ? new StaleConnectionError(closed) : closed)
@@ -211,7 +217,7 @@ export class ConsulClient {
       const onError = (err: Error) => fail(reused && !received ? new StaleConnectionError(err) : err)
       connection.receive = onData
       socket.on('end', onEnd)
-      socket.on('close', onEnd)
+      socket.on('close', onClose)
       socket.on('error', onError)
       signal?.addEventListener('abort', onAbort, { once: true })
       arm('response head')

@@ -34,12 +34,12 @@ export const MAX_BODY_BYTES = 256 * 1024 * 1024
 const MAX_CHUNK_LINE_BYTES = 4 * 1024
 
 const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9][0-9]{2})(?: [\t\x20-\x7e\x80-\xff]*)?$/
-const FIELD_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[\t ]*([\t\x20-\x7e\x80-\xff]*?)[\t ]*$/
+const FIELD_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
 const TOKEN = "[!#$%&'*+\\-.^_`|~0-9A-Za-z]+"
 const QUOTED = '"(?:[\\t\\x20\\x21\\x23-\\x5b\\x5d-\\x7e\\x80-\\xff]|\\\\[\\t\\x20-\\x7e\\x80-\\xff])*"'
-const CHUNK_LINE = new RegExp(
-  `^([0-9A-Fa-f]{1,13})((?:[\\t ]*;[\\t ]*${TOKEN}(?:[\\t ]*=[\\t ]*(?:${TOKEN}|${QUOTED}))?)*)$`,
-)
+/** A chunk size and its extensions, without the optional whitespace Node's parser refuses. */
+const CHUNK_LINE = new RegExp(`^([0-9A-Fa-f]{1,13})((?:;${TOKEN}(?:=(?:${TOKEN}|${QUOTED}))?)*)$`)
 const CRLF = Buffer.from('\r\n')
 
 export interface ResponseHead {
@@ -105,10 +105,13 @@ export class ResponseReader {
     const status = Number(statusLine[2])
     const headers = new Map<string, string>()
     for (let i = 1; i < lines.length; i++) {
-      const field = FIELD_LINE.exec(lines[i] as string)
+      const field = fieldOf(lines[i] as string)
       if (field === null) throw new ResponseFormatError(`invalid header line ${i}`)
-      const name = (field[1] as string).toLowerCase()
-      const value = field[2] as string
+      const [name, value, raw] = field
+      // Node reads "chunked" followed by whitespace as another coding.
+      if (name === 'transfer-encoding' && !raw.endsWith(value)) {
+        throw new ResponseFormatError('whitespace after Transfer-Encoding')
+      }
       const before = headers.get(name)
       if (before !== undefined && name === 'content-length') {
         throw new ResponseFormatError('more than one Content-Length')
@@ -202,7 +205,9 @@ export class ResponseReader {
           } else if (line === '') {
             this.complete = true
           } else {
-            if (!FIELD_LINE.test(line)) throw new ResponseFormatError('invalid trailer line')
+            const field = fieldOf(line)
+            if (field === null) throw new ResponseFormatError('invalid trailer line')
+            if (field[0] === 'content-length') throw new ResponseFormatError('Content-Length in a trailer')
             this.trailerBytes += end + 2
           }
         }
@@ -221,4 +226,18 @@ export class ResponseReader {
   private hold(bytes: Buffer): void {
     this.pending = Buffer.from(bytes)
   }
+}
+
+/** A field line's lower-case name, its value without surrounding spaces and tabs, and that value as sent. */
+function fieldOf(line: string): [name: string, value: string, raw: string] | null {
+  const colon = line.indexOf(':')
+  if (colon <= 0) return null
+  const name = line.slice(0, colon)
+  const raw = line.slice(colon + 1)
+  if (!FIELD_NAME.test(name) || !FIELD_VALUE.test(raw)) return null
+  let from = 0
+  let to = raw.length
+  while (from < to && (raw[from] === ' ' || raw[from] === '\t')) from++
+  while (to > from && (raw[to - 1] === ' ' || raw[to - 1] === '\t')) to--
+  return [name.toLowerCase(), raw.slice(from, to), raw]
 }

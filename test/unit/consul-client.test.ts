@@ -201,4 +201,15 @@ describe('ConsulClient', () => {
       server.close()
     }
   })
+
+  it('fails a read cut short by close(), even when the body had no length', async () => {
+    const client = await serve((_req, res) => {
+      res.useChunkedEncodingByDefault = false
+      res.writeHead(200, { 'x-consul-index': '9', connection: 'close' })
+      res.write('[{"Key":"a"},{"Ke')
+    })
+    const read = client.get('/v1/kv/a', { recurse: true }, { timeoutMs: 5_000 })
+    setTimeout(() => void client.close(), 100)
+    await expect(read).rejects.toThrow(/connection closed before the end of the response/)
+  })
 })
