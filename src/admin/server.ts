@@ -22,7 +22,10 @@ export interface AdminOptions {
   readonly readinessMaxStaleMs: number
   /** The effective configuration with secrets already removed. */
   readonly config: unknown
-  /** Prometheus exposition for /metrics; without it /metrics answers 404. */
+  /**
+   * Prometheus exposition for /metrics; without it /metrics answers 404. Chunks
+   * are a fresh set each call, freed once sent.
+   */
   readonly metrics?: () => Promise<{ contentType: string; body: string | readonly Uint8Array[] }>
   readonly log?: Logger
   readonly clock?: Clock
@@ -132,6 +135,9 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
   send(res, status, 'application/json; charset=utf-8', `${JSON.stringify(body, null, 2)}\n`)
 }
 
+/** ES2024's ArrayBuffer.prototype.transfer (the project's lib is ES2023). */
+type Transferable = ArrayBuffer & { transfer(length: number): ArrayBuffer }
+
 function send(
   res: ServerResponse,
   status: number,
@@ -149,5 +155,10 @@ function send(
   if (typeof body === 'string') return void res.end(body)
   res.cork()
   for (const chunk of body) res.write(chunk)
-  res.end()
+  // Chunks are the sender's to free (see exposition()): freed once written
+  // rather than at a later GC, which at 1,000 services left two scrapes' worth
+  // (~60 chunks of 64 KiB each) and the C heap between them resident.
+  res.end(() => {
+    for (const chunk of body) (chunk.buffer as Transferable).transfer(0)
+  })
 }

@@ -147,10 +147,12 @@ export function histogramSamples<S extends { buckets: readonly number[]; sum: nu
  * Appends strings as UTF-8 to 64 KiB chunks. One buffer doubled as it filled
  * left the C heap fragmented: at 1,000 services the process kept ~20 MB more
  * resident after a few scrapes. Chunks of one size fit where freed ones were.
+ * Each chunk has its own memory (never Node's shared pool), so whoever sends
+ * them may free them once written (the admin server does).
  */
 class ChunkWriter {
   private readonly chunks: Buffer[] = []
-  private chunk = Buffer.allocUnsafe(CHUNK_BYTES)
+  private chunk = Buffer.allocUnsafeSlow(CHUNK_BYTES)
   private length = 0
 
   write(text: string): void {
@@ -159,7 +161,9 @@ class ChunkWriter {
     if (this.length + most > CHUNK_BYTES) {
       if (most > CHUNK_BYTES) {
         this.flush()
-        this.chunks.push(Buffer.from(text))
+        const own = Buffer.allocUnsafeSlow(Buffer.byteLength(text))
+        own.write(text)
+        this.chunks.push(own)
         return
       }
       this.flush()
@@ -181,7 +185,7 @@ class ChunkWriter {
   private flush(): void {
     if (this.length === 0) return
     this.chunks.push(this.chunk.subarray(0, this.length))
-    this.chunk = Buffer.allocUnsafe(CHUNK_BYTES)
+    this.chunk = Buffer.allocUnsafeSlow(CHUNK_BYTES)
     this.length = 0
   }
 }

@@ -2,7 +2,10 @@
 // through a strict reader of the format, as the same samples as their metric
 // JSON (what the workers' aggregate adds up), whatever the label values hold.
 
-import { describe, expect, it } from 'vitest'
+import { once } from 'node:events'
+import type { AddressInfo } from 'node:net'
+import { describe, expect, it, vi } from 'vitest'
+import { createAdminServer } from '../../src/admin/server.js'
 import {
   exposition,
   expositionText,
@@ -11,6 +14,7 @@ import {
   familyJson,
   histogramSamples,
 } from '../../src/metrics/families.js'
+import { TableStore } from '../../src/table/store.js'
 import { parsePrometheusText } from '../integration/metrics-text.js'
 
 const SERVICES = Array.from({ length: 3_000 }, (_, i) => `svc-${i}`)
@@ -95,5 +99,31 @@ describe('metric families', () => {
       'test_duration_seconds_sum 4.25',
       'test_duration_seconds_count 6',
     ])
+  })
+
+  it('the admin server sends the chunks whole, then frees them rather than leaving them to the GC', async () => {
+    const sent: Uint8Array[][] = []
+    const admin = createAdminServer({
+      store: new TableStore(),
+      status: () => ({ loaded: true, staleForMs: 0, lastSyncAt: 0, watches: [], problems: [] }),
+      readinessMaxStaleMs: 60_000,
+      config: {},
+      metrics: async () => {
+        const body = exposition(families, '')
+        sent.push(body)
+        return { contentType: 'text/plain; version=0.0.4', body }
+      },
+    })
+    admin.listen(0, '127.0.0.1')
+    await once(admin, 'listening')
+    try {
+      const res = await fetch(`http://127.0.0.1:${(admin.address() as AddressInfo).port}/metrics`)
+      expect(await res.text()).toBe(expositionText(exposition(families, '')))
+      const chunks = sent[0] ?? []
+      expect(chunks.length).toBeGreaterThan(3)
+      await vi.waitFor(() => expect(chunks.every((chunk) => chunk.byteLength === 0)).toBe(true))
+    } finally {
+      admin.close()
+    }
   })
 })
