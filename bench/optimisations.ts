@@ -128,7 +128,7 @@ export const OPTIMISATIONS: readonly Optimisation[] = [
   },
   {
     what: 'Parsers read their sockets themselves (parser.consume, as node:http): no Buffer, stream push or data event per read',
-    where: 'src/proxy/http1/llhttp.ts (SocketReader)',
+    where: 'src/llhttp.ts (SocketReader)',
     measure: `small workload req/s; ${ENGINE_RUN}`,
     unit: 'req/s',
     before: 19_314,
@@ -138,7 +138,7 @@ export const OPTIMISATIONS: readonly Optimisation[] = [
   },
   {
     what: 'Same change, CPU per request',
-    where: 'src/proxy/http1/llhttp.ts (SocketReader)',
+    where: 'src/llhttp.ts (SocketReader)',
     measure: `small workload, Switchyard CPU µs per request; ${ENGINE_RUN}`,
     unit: 'µs',
     before: 51.6,
@@ -148,7 +148,7 @@ export const OPTIMISATIONS: readonly Optimisation[] = [
   },
   {
     what: 'Same change, 64 KiB bodies',
-    where: 'src/proxy/http1/llhttp.ts (SocketReader)',
+    where: 'src/llhttp.ts (SocketReader)',
     measure: `64k workload req/s; ${ENGINE_RUN}`,
     unit: 'req/s',
     before: 5_433,
@@ -158,7 +158,7 @@ export const OPTIMISATIONS: readonly Optimisation[] = [
   },
   {
     what: 'Same change, POST 16 KiB',
-    where: 'src/proxy/http1/llhttp.ts (SocketReader)',
+    where: 'src/llhttp.ts (SocketReader)',
     measure: `post 16k workload req/s; ${ENGINE_RUN}`,
     unit: 'req/s',
     before: 12_755,

@@ -3,11 +3,12 @@
 // limit and stops on some errors; blocking queries here go through
 // blocking-query.ts, which owns index rules, rate limit and backoff.
 //
-// Its own HTTP/1.1 over kept-alive sockets rather than node:http or undici: a
-// proxy holds one blocking query open per routed service, and node:http gives
-// each request in flight a native parser of about 10 KiB while undici's
-// WebAssembly parser holds about 15 MiB per process (bench/results/memory.md).
-// The strict reader is response-reader.ts.
+// Its own HTTP/1.1 requests over kept-alive sockets rather than node:http or
+// undici: a proxy holds one blocking query open per routed service, and
+// node:http gives each request in flight a native parser of about 10 KiB while
+// undici's WebAssembly parser holds about 15 MiB per process
+// (bench/results/memory.md). Answers are read by Node's own parser, taken only
+// while an answer arrives (response-reader.ts).
 
 import type { Socket } from 'node:net'
 import { ConsulHttpError, ConsulPermissionError, ConsulUnreachableError } from '../errors.js'
@@ -166,6 +167,7 @@ export class ConsulClient {
         clearTimeout(timer)
         signal?.removeEventListener('abort', onAbort)
         connection.receive = ignore
+        reader.release()
         socket.off('end', onEnd)
         socket.off('close', onClose)
         socket.off('error', onError)

@@ -12,6 +12,7 @@ import {
   type TLSSocket,
   type TlsOptions,
 } from 'node:tls'
+import { assertParserAvailable } from '../llhttp.js'
 import type { Logger } from '../log.js'
 import type { StickySigner } from '../routing/sticky.js'
 import type { TableStore } from '../table/store.js'
@@ -21,7 +22,6 @@ import type { TrustedProxies } from './client-address.js'
 import type { Downstream } from './exchange.js'
 import type { PassiveHealth } from './health.js'
 import { ClientConnection, type ClientContext, type ClientLimits } from './http1/client.js'
-import { assertParserAvailable } from './http1/llhttp.js'
 import { Http2Front, type Http2Limits } from './http2/client.js'
 import { NO_OBSERVER, type ProxyObserver } from './observer.js'
 import type { Balancer } from './pickers.js'

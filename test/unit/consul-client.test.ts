@@ -8,8 +8,16 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { once } from 'node:events'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { type AddressInfo, createServer as createNetServer, type Socket } from 'node:net'
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { ConsulClient } from '../../src/consul/client.js'
+import * as llhttp from '../../src/llhttp.js'
+
+// Counts the parsers the client makes (the module itself, only observed).
+vi.mock('../../src/llhttp.js', async (original) => {
+  const actual = await original<typeof import('../../src/llhttp.js')>()
+  return { ...actual, createParser: vi.fn(actual.createParser) }
+})
+
 import { ConsulUnreachableError } from '../../src/errors.js'
 
 const servers: Server[] = []
@@ -195,7 +203,7 @@ describe('ConsulClient', () => {
     clients.push(client)
     try {
       await expect(client.get('/v1/kv/k', {}, { timeoutMs: 2_000 })).rejects.toThrow(
-        /unreachable: malformed HTTP response: more than one Content-Length$/,
+        /unreachable: malformed HTTP response: HPE_UNEXPECTED_CONTENT_LENGTH \(Duplicate Content-Length\)$/,
       )
     } finally {
       server.close()
@@ -211,5 +219,25 @@ describe('ConsulClient', () => {
     const read = client.get('/v1/kv/a', { recurse: true }, { timeoutMs: 5_000 })
     setTimeout(() => void client.close(), 100)
     await expect(read).rejects.toThrow(/connection closed before the end of the response/)
+  })
+
+  it('holds no parser while queries wait: 200 blocking reads answered at once take a few', async () => {
+    const waiting: ServerResponse[] = []
+    const client = await serve((_req, res) => {
+      waiting.push(res)
+    })
+    const made = vi.mocked(llhttp.createParser).mock.calls.length
+    const reads = Array.from({ length: 200 }, (_, i) =>
+      client.get(`/v1/health/service/s${i}`, { index: 5, wait: '5m' }, { timeoutMs: 10_000 }),
+    )
+    await vi.waitFor(() => expect(waiting).toHaveLength(200))
+    expect(vi.mocked(llhttp.createParser).mock.calls.length - made).toBe(0)
+    for (const [i, res] of waiting.entries()) {
+      res.writeHead(200, { 'x-consul-index': String(6 + i) }).end(`[${'{"Node":"n"},'.repeat(50)}{}]`)
+    }
+    const answers = await Promise.all(reads)
+    expect(answers.map((a) => a.index)).toEqual(waiting.map((_, i) => 6 + i))
+    // One per answer being read at the same moment, not one per request in flight.
+    expect(vi.mocked(llhttp.createParser).mock.calls.length - made).toBeLessThanOrEqual(8)
   })
 })

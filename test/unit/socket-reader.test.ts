@@ -14,7 +14,7 @@ import {
   RESPONSE,
   SocketReader,
   STRICT,
-} from '../../src/proxy/http1/llhttp.js'
+} from '../../src/llhttp.js'
 
 interface Seen {
   readonly urls: string[]

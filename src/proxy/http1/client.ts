@@ -18,14 +18,6 @@ import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import type { Duplex } from 'node:stream'
 import { type ErrorCode, type HttpErrorCode, httpStatus } from '../../errors.js'
-import { clientConnectionChannel, clientRequestChannel } from '../diagnostics.js'
-import type { BodySink, ClientInfo, Downstream, RequestHead, ResponseFraming } from '../exchange.js'
-import { clientAddress, fieldLines } from '../headers.js'
-import type { ProxyObserver } from '../observer.js'
-import { errorBody } from '../outcome.js'
-import { RequestBody } from '../request-body.js'
-import type { RejectReason } from '../resolve.js'
-import { NEVER, type Sweepable, type Sweeper } from '../sweeper.js'
 import {
   closeParser,
   createParser,
@@ -36,7 +28,15 @@ import {
   REQUEST,
   SocketReader,
   STRICT,
-} from './llhttp.js'
+} from '../../llhttp.js'
+import { clientConnectionChannel, clientRequestChannel } from '../diagnostics.js'
+import type { BodySink, ClientInfo, Downstream, RequestHead, ResponseFraming } from '../exchange.js'
+import { clientAddress, fieldLines } from '../headers.js'
+import type { ProxyObserver } from '../observer.js'
+import { errorBody } from '../outcome.js'
+import { RequestBody } from '../request-body.js'
+import type { RejectReason } from '../resolve.js'
+import { NEVER, type Sweepable, type Sweeper } from '../sweeper.js'
 
 const { STATUS_CODES } = process.getBuiltinModule('node:http')
 

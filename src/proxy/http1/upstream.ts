@@ -10,6 +10,16 @@
 import { connect as netConnect, type Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { connect as tlsConnect } from 'node:tls'
+import {
+  closeParser,
+  createParser,
+  NO_RESOURCE,
+  type ParseError,
+  type Parser,
+  RESPONSE,
+  SocketReader,
+  STRICT,
+} from '../../llhttp.js'
 import type { Backend } from '../../routing/types.js'
 import { fieldLines, upstreamRequestHead } from '../headers.js'
 import { NEVER, type Sweepable, type Sweeper } from '../sweeper.js'
@@ -20,16 +30,6 @@ import {
   type UpstreamPool,
   type UpstreamRequest,
 } from '../upstream.js'
-import {
-  closeParser,
-  createParser,
-  NO_RESOURCE,
-  type ParseError,
-  type Parser,
-  RESPONSE,
-  SocketReader,
-  STRICT,
-} from './llhttp.js'
 
 export interface UpstreamOptions {
   readonly connectTimeoutMs: number

@@ -2,7 +2,8 @@
 // directly: the same strictness as node:http (one Content-Length, no CL+TE,
 // `chunked` last, no obs-fold, no bare CR, header bytes limit), at the cost of
 // the C++ parser alone, without node:http's IncomingMessage/ServerResponse
-// streams around it.
+// streams around it. The proxy's engine reads requests and upstream responses
+// with it (src/proxy/http1/), the Consul client Consul's answers.
 //
 // It is reached through `node:_http_common`, which Node documents as
 // deprecated for applications (DEP0199, documentation-only in Node 24): it is
