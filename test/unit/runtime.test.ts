@@ -28,6 +28,7 @@ describe('node flags', () => {
     const entrypoint = JSON.parse(line.slice('ENTRYPOINT '.length)) as string[]
     const imageFlags = entrypoint.slice(1, entrypoint.indexOf('dist/cli/main.js'))
     expect(imageFlags).toContain('--max-semi-space-size=2')
+    expect(imageFlags).toContain('--no-maglev')
     const start = (pkg as unknown as { scripts: { start: string } }).scripts.start
     expect(start).toBe(`node ${imageFlags.join(' ')} dist/cli/main.js serve`)
   })
