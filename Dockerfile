@@ -30,8 +30,9 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=5s CMD ["node", "dist/cli
 # measurable throughput (docs/performance.md). --no-maglev: V8's mid-tier
 # compiler keeps code and compiler memory a long-running proxy does not need
 # (the optimising compiler still runs): 133 vs 146 MB RSS under small-request
-# load, 146 vs 189 at 1,000 connections, ~6 MB at 1,000 x 10, the same req/s
-# and CPU per request in the same run (bench/results/flag-no-maglev.md).
+# load, 146 vs 189 MB at 1,000 connections, the same req/s and CPU per request
+# in the same run (bench/results/flag-no-maglev.md); 7 MiB at 1,000 x 10
+# (bench/results/memory.md).
 # Workers inherit the flags.
 ENTRYPOINT ["node", "--max-semi-space-size=2", "--no-maglev", "dist/cli/main.js"]
 CMD ["serve", "--config", "config/switchyard.yaml"]

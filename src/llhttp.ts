@@ -15,7 +15,7 @@ import type { Socket } from 'node:net'
 
 /** Callbacks a parser calls; `this` is the parser. */
 export interface ParserCallbacks {
-  /** Headers flushed before the head completes (more than 32 fields, or a head split over reads), and trailers. */
+  /** Headers flushed before the head completes (Node does at the 32nd field), and trailers. */
   onHeaders(this: Parser, headers: string[], url: string): void
   /** Returns 1 to skip the body (response to HEAD), 0 otherwise. */
   onHeadersComplete(

@@ -230,12 +230,16 @@ export class ConsulClient {
 
 /**
  * Every plain connection reads into this one buffer: a read is handled before
- * the next one (the reader copies what it keeps), so a burst of answers from
- * 1,000 watches costs no allocation per read.
+ * the next one (the reader copies what it keeps). Node's own reads allocate
+ * 64 KiB each and shrink it to what came; a burst of 1,000 first answers
+ * left the C heap fragmented that way.
  */
 const READ_BUFFER = Buffer.allocUnsafe(64 * 1024)
 
 function ignore(): void {}
+
+/** TCP keep-alive probes after 1 s idle, as node:http's keep-alive agent sets them. */
+const TCP_KEEPALIVE = { keepAlive: true, keepAliveInitialDelay: 1_000 }
 
 /** A socket to Consul and where its bytes go: the exchange in progress, or the pool while it is idle. */
 class Connection {
@@ -255,6 +259,7 @@ function tcpOpener(host: string, port: number): Opener {
       host,
       port,
       noDelay: true,
+      ...TCP_KEEPALIVE,
       onread: {
         buffer: READ_BUFFER,
         callback: (length) => {
@@ -271,6 +276,7 @@ function tlsOpener(host: string, port: number, tls: ConsulTls | null): Opener {
     host,
     port,
     noDelay: true,
+    ...TCP_KEEPALIVE,
     ALPNProtocols: ['http/1.1'],
     ca: tls?.caFile ? readFileSync(tls.caFile) : undefined,
     cert: tls?.certFile ? readFileSync(tls.certFile) : undefined,

@@ -8,9 +8,9 @@
 // when it is complete, so a waiting query holds none.
 //
 // It keeps no reference to the bytes it is given (the client reads every
-// plain connection into one shared buffer): the body is decoded to text as it
-// comes, so a burst of answers leaves V8 strings, which the GC compacts,
-// rather than malloc'd Buffers, which left the C heap fragmented.
+// plain connection into one shared buffer). llhttp hands over each piece of
+// body as a copy of exactly its size; it is decoded to text at once, so what
+// outlives the read is V8 strings, which the GC compacts.
 
 import { StringDecoder } from 'node:string_decoder'
 import { closeParser, createParser, NO_RESOURCE, type Parser, RESPONSE, STRICT } from '../llhttp.js'
@@ -42,7 +42,7 @@ export class ResponseReader {
   reusable = false
   complete = false
   private parser: Parser | null = null
-  /** Header fields flushed before the head completed (a long head, or one split over reads). */
+  /** Header fields Node flushed before the head completed (it does at the 32nd field). */
   private fields: string[] = []
   private problem: string | null = null
   private readonly decoder = new StringDecoder('utf8')

@@ -28,6 +28,7 @@ import {
   extraLabel,
   type Family,
   familyJson,
+  freeChunks,
   histogramSamples,
   type Labels,
   type MetricJson,
@@ -337,9 +338,10 @@ export class SwitchyardMetrics {
   }
 
   /** Prometheus text exposition of every metric. */
-  async text(): Promise<{ contentType: string; body: Buffer[] }> {
+  /** `free` releases the chunks once they are sent (they read as empty afterwards). */
+  async text(): Promise<{ contentType: string; body: Buffer[]; free: () => void }> {
     const body = exposition(this.families, await this.registry.metrics())
-    return { contentType: this.registry.contentType, body }
+    return { contentType: this.registry.contentType, body, free: () => freeChunks(body) }
   }
 
   private onSwap(table: RouteTable, swapped: boolean): void {

@@ -12,6 +12,7 @@ import {
   extraLabel,
   type Family,
   familyJson,
+  freeChunks,
   histogramSamples,
 } from '../../src/metrics/families.js'
 import { TableStore } from '../../src/table/store.js'
@@ -102,7 +103,7 @@ describe('metric families', () => {
   })
 
   it('the admin server sends the chunks whole, then frees them rather than leaving them to the GC', async () => {
-    const sent: Uint8Array[][] = []
+    const sent: Buffer[][] = []
     const admin = createAdminServer({
       store: new TableStore(),
       status: () => ({ loaded: true, staleForMs: 0, lastSyncAt: 0, watches: [], problems: [] }),
@@ -111,7 +112,7 @@ describe('metric families', () => {
       metrics: async () => {
         const body = exposition(families, '')
         sent.push(body)
-        return { contentType: 'text/plain; version=0.0.4', body }
+        return { contentType: 'text/plain; version=0.0.4', body, free: () => freeChunks(body) }
       },
     })
     admin.listen(0, '127.0.0.1')
