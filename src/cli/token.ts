@@ -1,7 +1,11 @@
 import { type ResolvedConfig, sourceOf } from '../config/load.js'
-import { TokenFileError } from '../errors.js'
+import { ConfigError, TokenFileError } from '../errors.js'
 
 const { readFileSync } = process.getBuiltinModule('node:fs')
+
+/** What an HTTP header value may carry: the token is sent as X-Consul-Token. */
+const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
+const CONTROL_CHARACTER = 'the token has a control character, which an HTTP header cannot carry'
 
 /**
  * The ACL token to use. As in Consul's own client, a token file wins over a
@@ -9,7 +13,13 @@ const { readFileSync } = process.getBuiltinModule('node:fs')
  */
 export function resolveToken(config: ResolvedConfig): string {
   const path = config.consul.tokenFile
-  if (!path) return config.consul.token
+  if (!path) {
+    const token = config.consul.token
+    if (!HEADER_VALUE.test(token)) {
+      throw new ConfigError('consul.token', CONTROL_CHARACTER, sourceOf(config, 'consul.token') ?? undefined)
+    }
+    return token
+  }
   const source = sourceOf(config, 'consul.tokenFile') ?? undefined
   let text: string
   try {
@@ -19,5 +29,6 @@ export function resolveToken(config: ResolvedConfig): string {
   }
   const token = text.trim()
   if (token === '') throw new TokenFileError(path, 'the file is empty', source)
+  if (!HEADER_VALUE.test(token)) throw new TokenFileError(path, CONTROL_CHARACTER, source)
   return token
 }

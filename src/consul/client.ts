@@ -11,7 +11,7 @@
 // while an answer arrives (response-reader.ts).
 
 import type { Socket } from 'node:net'
-import { ConsulHttpError, ConsulPermissionError, ConsulUnreachableError } from '../errors.js'
+import { ConfigError, ConsulHttpError, ConsulPermissionError, ConsulUnreachableError } from '../errors.js'
 import { ResponseReader } from './response-reader.js'
 
 const { readFileSync } = process.getBuiltinModule('node:fs')
@@ -70,7 +70,8 @@ export class ConsulClient {
     this.address = options.address
     this.datacenter = options.datacenter
     const url = new URL(options.address)
-    if (!FIELD_VALUE.test(options.token)) throw new TypeError('the Consul token contains a control character')
+    // The CLI checks a token where it comes from (src/cli/token.ts); this is the last guard.
+    if (!FIELD_VALUE.test(options.token)) throw new ConfigError('consul.token', 'has a control character')
     this.fixedHeaders = `Host: ${url.host}\r\n${options.token ? `X-Consul-Token: ${options.token}\r\n` : ''}`
     const host = url.hostname.replace(/^\[(.*)\]$/, '$1')
     const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80))

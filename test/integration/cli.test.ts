@@ -78,6 +78,17 @@ describe('bad configuration stops start-up with one line naming the problem, exi
     expect(directory.stderr).toContain(
       `cannot read Consul token file ${dir} (set by --consul-token-file): EISDIR`,
     )
+    // Sent as a header: a control character inside it is refused before any request.
+    const control = await run(['serve'], { CONSUL_HTTP_TOKEN_FILE: file('control-token', 'abc\u0001def\n') })
+    expect(control.code).toBe(2)
+    expect(control.stderr).toContain(
+      '(set by CONSUL_HTTP_TOKEN_FILE): the token has a control character, which an HTTP header cannot carry',
+    )
+    const value = await run(['routes'], { CONSUL_HTTP_TOKEN: 'abc\u0001def' })
+    expect(value.code).toBe(2)
+    expect(value.stderr.trim()).toBe(
+      'switchyard: SWY_ERR_CONFIG: consul.token: the token has a control character, which an HTTP header cannot carry (set by CONSUL_HTTP_TOKEN)',
+    )
   })
 })
 
