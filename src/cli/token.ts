@@ -1,10 +1,9 @@
 import { type ResolvedConfig, sourceOf } from '../config/load.js'
+import { isSendableToken } from '../consul/client.js'
 import { ConfigError, TokenFileError } from '../errors.js'
 
 const { readFileSync } = process.getBuiltinModule('node:fs')
 
-/** What an HTTP header value may carry: the token is sent as X-Consul-Token. */
-const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
 const CONTROL_CHARACTER = 'the token has a control character, which an HTTP header cannot carry'
 
 /**
@@ -15,7 +14,7 @@ export function resolveToken(config: ResolvedConfig): string {
   const path = config.consul.tokenFile
   if (!path) {
     const token = config.consul.token
-    if (!HEADER_VALUE.test(token)) {
+    if (!isSendableToken(token)) {
       throw new ConfigError('consul.token', CONTROL_CHARACTER, sourceOf(config, 'consul.token') ?? undefined)
     }
     return token
@@ -29,6 +28,6 @@ export function resolveToken(config: ResolvedConfig): string {
   }
   const token = text.trim()
   if (token === '') throw new TokenFileError(path, 'the file is empty', source)
-  if (!HEADER_VALUE.test(token)) throw new TokenFileError(path, CONTROL_CHARACTER, source)
+  if (!isSendableToken(token)) throw new TokenFileError(path, CONTROL_CHARACTER, source)
   return token
 }

@@ -12,7 +12,7 @@
 
 import type { Socket } from 'node:net'
 import { ConfigError, ConsulHttpError, ConsulPermissionError, ConsulUnreachableError } from '../errors.js'
-import { ResponseReader } from './response-reader.js'
+import { type ResponseHead, ResponseReader } from './response-reader.js'
 
 const { readFileSync } = process.getBuiltinModule('node:fs')
 const { connect: connectTcp, isIP } = process.getBuiltinModule('node:net')
@@ -50,14 +50,15 @@ const IDLE_MS = 60_000
 const MAX_IDLE = 1024
 /** A request target is sent as written: visible ASCII only. */
 const TARGET = /^\/[\x21-\x7e]*$/
-/** What a header value may carry (no CR, LF or NUL). */
-const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
+/** What a header value may carry (no CR, LF or NUL): the token is sent as X-Consul-Token. */
+const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
 
-interface Exchange {
-  readonly status: number
-  readonly headers: ReadonlyMap<string, string>
-  readonly text: string
+/** A token Consul can be sent; the CLI checks it where it comes from, to name the source. */
+export function isSendableToken(token: string): boolean {
+  return HEADER_VALUE.test(token)
 }
+
+type Exchange = ResponseHead & { readonly text: string }
 
 export class ConsulClient {
   readonly address: string
@@ -70,8 +71,7 @@ export class ConsulClient {
     this.address = options.address
     this.datacenter = options.datacenter
     const url = new URL(options.address)
-    // The CLI checks a token where it comes from (src/cli/token.ts); this is the last guard.
-    if (!FIELD_VALUE.test(options.token)) throw new ConfigError('consul.token', 'has a control character')
+    if (!isSendableToken(options.token)) throw new ConfigError('consul.token', 'has a control character')
     this.fixedHeaders = `Host: ${url.host}\r\n${options.token ? `X-Consul-Token: ${options.token}\r\n` : ''}`
     const host = url.hostname.replace(/^\[(.*)\]$/, '$1')
     const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80))
@@ -183,7 +183,7 @@ export class ConsulClient {
         detach()
         if (reader.reusable) this.pool.give(connection)
         else this.pool.discard(connection)
-        const head = reader.head as NonNullable<ResponseReader['head']>
+        const head = reader.head as ResponseHead
         resolve({ status: head.status, headers: head.headers, text: reader.bodyText() })
       }
       const arm = (what: string) => {
